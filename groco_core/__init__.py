@@ -1,0 +1,52 @@
+"""GroCo core: point groups, the plugin registry and the generic group-equivariant layers.
+
+Importing `groco_core` is cheap: Keras (and the layers) load on first access of a layer
+name, and plugins on first use of the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from groco_core.groups import MatrixGroup, PointGroup
+from groco_core.hookspecs import hookimpl
+from groco_core.registry import (
+    PluginError,
+    get_group,
+    get_layer,
+    list_groups,
+    list_layers,
+    list_plugins,
+)
+
+__version__ = "0.1.0"
+
+_LAZY_MODULES = {"layers", "testing"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"groco_core.{name}")
+    layers = importlib.import_module("groco_core.layers")
+    if name in layers.__all__:
+        return getattr(layers, name)
+    raise AttributeError(f"module 'groco_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    layers = importlib.import_module("groco_core.layers")
+    return sorted(set(globals()) | _LAZY_MODULES | set(layers.__all__))
+
+
+__all__ = [
+    "MatrixGroup",
+    "PluginError",
+    "PointGroup",
+    "get_group",
+    "get_layer",
+    "hookimpl",
+    "list_groups",
+    "list_layers",
+    "list_plugins",
+]

@@ -1,0 +1,332 @@
+"""Point groups: the abstract protocol and the generic group defined by its matrices.
+
+Conventions (see docs/groups.md): an element ``g`` with matrix ``M_g`` acts on lattice
+coordinates in the order of the tensor's spatial axes, centred on the middle of the grid.
+On a signal on the grid ``(g·f)(p) = f(M_g⁻¹ p)``; on a signal on the group
+``(g·f)(p, h) = f(M_g⁻¹ p, g⁻¹h)``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from groco_core.validation import validate_group_definition
+
+
+class PointGroup(abc.ABC):
+    """The protocol every point group follows.
+
+    A point group is a finite group of integer matrices (determinant ±1) acting on the
+    lattice coordinates of a kernel or image grid. Concrete groups usually derive from
+    `MatrixGroup`, which computes everything below from the matrices alone.
+    """
+
+    name: str
+    lattice: str
+    description: str
+
+    @property
+    @abc.abstractmethod
+    def matrices(self) -> np.ndarray:
+        """Integer array `(order, d, d)`; element 0 is the identity."""
+
+    @property
+    def order(self) -> int:
+        return int(self.matrices.shape[0])
+
+    @property
+    def dimension(self) -> int:
+        return int(self.matrices.shape[1])
+
+    @property
+    @abc.abstractmethod
+    def cayley(self) -> np.ndarray:
+        """`cayley[i, j]` is the index of `matrices[i] @ matrices[j]`."""
+
+    @property
+    @abc.abstractmethod
+    def inverses(self) -> np.ndarray:
+        """`inverses[i]` is the index of the inverse of element `i`."""
+
+    @property
+    @abc.abstractmethod
+    def subgroups(self) -> dict[str, tuple[int, ...]]:
+        """Registered subgroups: name → indices (into this group) of their elements."""
+
+    @abc.abstractmethod
+    def subgroup_indices(self, subgroup: str | PointGroup) -> tuple[int, ...]:
+        """Indices of a subgroup's elements, in the subgroup's own element order."""
+
+    @abc.abstractmethod
+    def cosets(self, subgroup: str | PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
+        """The cosets of a subgroup, each as a tuple of element indices."""
+
+    @abc.abstractmethod
+    def kernel_permutation(self, shape: Sequence[int]) -> np.ndarray:
+        """Index table `(order, prod(shape))`: entry `[h, r]` is the flat index of `M_h⁻¹ r`."""
+
+    @abc.abstractmethod
+    def transform(
+        self, x: Any, element: int, spatial_axes: Sequence[int], group_axis: int | None = None
+    ) -> Any:
+        """Applies one element to a tensor (a signal on the grid, or on the group)."""
+
+    def kernel_support_mask(self, shape: Sequence[int]) -> np.ndarray | None:
+        """Boolean mask of the kernel positions in use, or None when all are.
+
+        Lattices stored in a square array (hexagonal in axial coordinates) use only part
+        of the array; their groups override this.
+        """
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: order {self.order}, {self.lattice} lattice>"
+
+
+def _doubled_coordinates(shape: Sequence[int]) -> np.ndarray:
+    """Twice the centred coordinates of every grid point, `(prod(shape), d)`, C order.
+
+    Doubling keeps half-integer centres (even sizes) integral.
+    """
+    axes = [2 * np.arange(n) - (n - 1) for n in shape]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.reshape(-1) for m in mesh], axis=-1).astype(np.int64)
+
+
+def _flat_index(doubled: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Flat C-order index of points given by doubled coordinates; -1 where off the grid."""
+    shape_arr = np.asarray(shape)
+    index = (doubled + (shape_arr - 1)) // 2
+    on_grid = np.all((index >= 0) & (index < shape_arr) & ((doubled + shape_arr - 1) % 2 == 0), -1)
+    flat = np.ravel_multi_index(tuple(np.clip(index, 0, shape_arr - 1).T), tuple(shape))
+    return np.where(on_grid, flat, -1)
+
+
+class MatrixGroup(PointGroup):
+    """A point group given by its matrices; everything else is derived and cached.
+
+    Args:
+        name: canonical name, `^[A-Za-z][A-Za-z0-9_]*$` (lookups are case-insensitive).
+        matrices: integer array-like `(order, d, d)`, identity first, closed under products,
+            determinants ±1, acting on `(row, col)` (2D) or `(depth, row, col)` (3D).
+        lattice: the lattice the matrices act on, e.g. `"square"`, `"cubic"`, `"line"`.
+        description: one line for `groco list-groups` and `groco show`.
+
+    Raises:
+        ValueError: when the definition is not a valid group (message says what is wrong).
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_core import MatrixGroup
+        >>> flip = MatrixGroup("Flip", [[[1, 0], [0, 1]], [[1, 0], [0, -1]]])
+        >>> flip.order, flip.cayley.tolist()
+        (2, [[0, 1], [1, 0]])
+    """
+
+    def __init__(self, name: str, matrices: Any, lattice: str = "square", description: str = ""):
+        definition = validate_group_definition(name, matrices, lattice, description)
+        self.name = definition.name
+        self.lattice = definition.lattice
+        self.description = definition.description
+        self._matrices = np.asarray(definition.matrices, dtype=np.int64)
+        self._matrices.setflags(write=False)
+        self._index_of = {m.tobytes(): i for i, m in enumerate(self._matrices)}
+        products = np.einsum("iab,jbc->ijac", self._matrices, self._matrices)
+        self._cayley = np.array(
+            [[self._index_of[p.tobytes()] for p in row] for row in products], dtype=np.int64
+        )
+        self._inverses = np.argmax(self._cayley == 0, axis=1).astype(np.int64)
+        for table in (self._cayley, self._inverses):
+            table.setflags(write=False)
+        self._kernel_permutations: dict[tuple[int, ...], np.ndarray] = {}
+        self._subgroup_cache: tuple[int, dict[str, tuple[int, ...]]] | None = None
+
+    @property
+    def matrices(self) -> np.ndarray:
+        return self._matrices
+
+    @property
+    def cayley(self) -> np.ndarray:
+        return self._cayley
+
+    @property
+    def inverses(self) -> np.ndarray:
+        return self._inverses
+
+    def index_of(self, matrix: Any) -> int | None:
+        """Index of the element with this matrix, or None when it is not in the group."""
+        return self._index_of.get(np.asarray(matrix, dtype=np.int64).tobytes())
+
+    def _indices_of_group(self, other: PointGroup) -> tuple[int, ...] | None:
+        if other.dimension != self.dimension or other.lattice != self.lattice:
+            return None
+        indices = [self.index_of(m) for m in other.matrices]
+        return None if any(i is None for i in indices) else tuple(int(i) for i in indices)
+
+    @property
+    def subgroups(self) -> dict[str, tuple[int, ...]]:
+        """Every registered group on the same lattice whose matrices are a subset of ours.
+
+        Derived, not listed: a plugin that registers a group adds it as a subgroup of every
+        larger registered group. The group itself is included.
+        """
+        from groco_core import registry
+
+        version = registry.registry_version()
+        if self._subgroup_cache is None or self._subgroup_cache[0] != version:
+            found = {self.name: tuple(range(self.order))}
+            for candidate in registry.iter_groups():
+                indices = self._indices_of_group(candidate)
+                if indices is not None:
+                    found.setdefault(candidate.name, indices)
+            ordered = dict(sorted(found.items(), key=lambda item: (-len(item[1]), item[0])))
+            self._subgroup_cache = (version, ordered)
+        return dict(self._subgroup_cache[1])
+
+    def subgroup_indices(self, subgroup: str | PointGroup) -> tuple[int, ...]:
+        """Indices (into this group) of a subgroup's elements, in the subgroup's order.
+
+        Args:
+            subgroup: a registered group's name (case-insensitive) or a group object.
+
+        Raises:
+            ValueError: when it is not a subgroup, listing the subgroups there are.
+        """
+        from groco_core import registry
+
+        other = registry.get_group(subgroup) if isinstance(subgroup, str) else subgroup
+        indices = self._indices_of_group(other) if isinstance(other, PointGroup) else None
+        if indices is None:
+            raise ValueError(
+                f"{getattr(other, 'name', other)!r} is not a subgroup of {self.name}. "
+                f"Subgroups of {self.name}: {', '.join(self.subgroups)}."
+            )
+        return indices
+
+    def cosets(self, subgroup: str | PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
+        """Cosets of a subgroup H: `g·H` (`side="left"`) or `H·g` (`side="right"`).
+
+        Each coset lists `g·h` (or `h·g`) for `h` in H's element order, with `g` the
+        smallest index in the coset, so the first entry is the representative. Cosets are
+        sorted by representative; the first is H itself.
+        """
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right'. Received: side={side!r}")
+        members = self.subgroup_indices(subgroup)
+        seen: set[int] = set()
+        result = []
+        for g in range(self.order):
+            if g in seen:
+                continue
+            if side == "left":
+                coset = tuple(int(self._cayley[g, h]) for h in members)
+            else:
+                coset = tuple(int(self._cayley[h, g]) for h in members)
+            seen.update(coset)
+            result.append(coset)
+        return tuple(result)
+
+    def _check_shape_invariant(self, shape: tuple[int, ...], what: str) -> None:
+        if len(shape) != self.dimension:
+            raise ValueError(
+                f"{what} must have {self.dimension} spatial axes for group {self.name}. "
+                f"Received: {what}={shape}"
+            )
+        for m in self._matrices:
+            if not np.array_equal(np.abs(m) @ np.asarray(shape), np.asarray(shape)):
+                raise ValueError(
+                    f"{what} must be mapped onto itself by every element of {self.name}: "
+                    f"its rotations need equal sizes on the axes they exchange. "
+                    f"Received: {what}={shape}"
+                )
+
+    def kernel_permutation(self, shape: Sequence[int]) -> np.ndarray:
+        """Index table `(order, prod(shape))` with entry `[h, r]` = flat index of `M_h⁻¹ r`.
+
+        Gathering a flattened kernel `ψ` with row `h` gives `ψ(M_h⁻¹ r)`, the kernel
+        transformed by `h`. Computed once per shape, in numpy, and cached.
+        """
+        shape = tuple(int(n) for n in shape)
+        if shape not in self._kernel_permutations:
+            self._check_shape_invariant(shape, "kernel_size")
+            coordinates = _doubled_coordinates(shape)
+            inverse_matrices = self._matrices[self._inverses]
+            table = np.stack(
+                [_flat_index(coordinates @ m.T, shape) for m in inverse_matrices]
+            ).astype(np.int64)
+            if np.any(table < 0):
+                raise ValueError(
+                    f"Group {self.name} does not map a grid of shape {shape} onto itself; "
+                    "a group on an unusual lattice must override kernel_permutation."
+                )
+            table.setflags(write=False)
+            self._kernel_permutations[shape] = table
+        return self._kernel_permutations[shape]
+
+    def transform(
+        self, x: Any, element: int, spatial_axes: Sequence[int], group_axis: int | None = None
+    ) -> Any:
+        """Applies element `g` to a tensor: `(g·f)(p) = f(M_g⁻¹ p)`, and on the group axis
+        `(g·f)(p, h) = f(M_g⁻¹ p, g⁻¹h)`.
+
+        Args:
+            x: tensor (any backend, or numpy).
+            element: index of `g` in this group.
+            spatial_axes: the tensor axes holding the grid, in coordinate order.
+            group_axis: the axis indexed by group elements, if `x` is a signal on the group.
+
+        Returns:
+            The transformed tensor (a backend tensor). Non-square grids are transformed
+            too: a rotation exchanges the axis lengths.
+        """
+        from keras import ops
+
+        if not 0 <= int(element) < self.order:
+            raise ValueError(
+                f"element must be an index in [0, {self.order}) for group {self.name}. "
+                f"Received: element={element}"
+            )
+        x = ops.convert_to_tensor(x)
+        rank = len(x.shape)
+        axes = [a % rank for a in spatial_axes]
+        if len(axes) != self.dimension:
+            raise ValueError(
+                f"spatial_axes must name {self.dimension} axes for group {self.name}. "
+                f"Received: spatial_axes={tuple(spatial_axes)}"
+            )
+        shape = tuple(int(x.shape[a]) for a in axes)
+        matrix = self._matrices[element]
+        out_shape = tuple(int(n) for n in np.abs(matrix) @ np.asarray(shape))
+        # out[p] = x[M⁻¹ p]: gather over the flattened grid, with the grid axes moved first.
+        source = _flat_index(_doubled_coordinates(out_shape) @ self._matrices[
+            self._inverses[element]].T, shape)
+        if np.any(source < 0):
+            raise ValueError(
+                f"Group {self.name} does not map a grid of shape {shape} onto a grid; "
+                "a group on an unusual lattice must override transform."
+            )
+        others = [a for a in range(rank) if a not in axes]
+        moved = ops.transpose(x, axes + others)
+        flat = ops.reshape(moved, (-1,) + tuple(moved.shape[len(axes):]))
+        gathered = ops.take(flat, ops.convert_to_tensor(source.astype("int32")), axis=0)
+        unflat = ops.reshape(gathered, out_shape + tuple(moved.shape[len(axes):]))
+        result = ops.transpose(unflat, list(np.argsort(axes + others)))
+        if group_axis is not None:
+            permutation = self._cayley[self._inverses[element]].astype("int32")
+            result = ops.take(result, ops.convert_to_tensor(permutation), axis=group_axis % rank)
+        return result
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, MatrixGroup)
+            and self.name == other.name
+            and self.lattice == other.lattice
+            and np.array_equal(self._matrices, other._matrices)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.lattice, self._matrices.tobytes()))

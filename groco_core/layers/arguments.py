@@ -1,0 +1,134 @@
+"""Argument normalisation and the equivariant padding rule, shared by every group layer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from groco_core.groups import PointGroup
+
+PADDINGS = ("valid_equiv", "same_equiv", "valid", "same")
+
+
+def normalize_tuple(value: Any, rank: int, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """An int or a sequence of `rank` ints, each ≥ `minimum`, as a tuple."""
+    items = (value,) * rank if isinstance(value, (int, np.integer)) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = None
+    if (
+        items is None
+        or len(items) != rank
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items)
+    ):
+        raise TypeError(
+            f"{name} must be an int or a tuple of {rank} ints. Received: {name}={value!r}"
+        )
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must be at least {minimum}. Received: {name}={value!r}")
+    return tuple(int(v) for v in items)
+
+
+def normalize_padding(padding: Any) -> str:
+    if not isinstance(padding, str) or padding.lower() not in PADDINGS:
+        raise ValueError(
+            f"padding must be one of {', '.join(repr(p) for p in PADDINGS)}. "
+            f"Received: padding={padding!r}"
+        )
+    return padding.lower()
+
+
+def normalize_data_format(data_format: Any) -> str:
+    if data_format is None:
+        return keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "data_format must be 'channels_last', 'channels_first' or None. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def check_invariant_under_group(group: PointGroup, values: tuple[int, ...], name: str) -> None:
+    """Per-axis settings (strides, dilation) must agree on axes the group exchanges."""
+    for matrix in group.matrices:
+        if not np.array_equal(np.abs(matrix) @ np.asarray(values), np.asarray(values)):
+            raise ValueError(
+                f"{name} must be equal on the axes that group {group.name} exchanges, or the "
+                f"layer cannot be equivariant. Received: {name}={values}"
+            )
+
+
+def keras_padding(size: int, extent: int, stride: int, padding: str) -> tuple[int, int]:
+    """The (before, after) padding Keras uses for "valid" or "same"."""
+    if padding == "valid":
+        return 0, 0
+    total = max((math.ceil(size / stride) - 1) * stride + extent - size, 0)
+    return total // 2, total - total // 2
+
+
+def is_centred(size: int, extent: int, stride: int, before: int, after: int) -> bool:
+    """Whether the output grid is centred on the input grid (so flips map it to itself).
+
+    Kernel centres sit at input coordinate `-before + (extent - 1)/2 - (size - 1)/2 + j·stride`;
+    the first and last of them are symmetric exactly when
+    `after - before == (size + before + after - extent) mod stride`.
+    """
+    span = size + before + after - extent
+    return span >= 0 and after - before == span % stride
+
+
+def equivariant_padding(
+    size: int | None,
+    extent: int,
+    stride: int,
+    padding: str,
+    allow_non_equivariance: bool,
+    layer_name: str,
+) -> tuple[int, int]:
+    """(before, after) padding of one spatial axis.
+
+    `valid_equiv` / `same_equiv` start from Keras's `valid` / `same` padding and add the
+    minimum, equal on both sides, that centres the output grid on the input grid. `valid` /
+    `same` are Keras's own, accepted when they are centred.
+
+    Raises:
+        ValueError: when the padding (or any padding, for the `_equiv` options) breaks
+            equivariance, unless `allow_non_equivariance` is set.
+    """
+    if size is None:
+        if stride > 1:
+            raise ValueError(
+                f"{layer_name}: strides > 1 need a known spatial input size to choose the "
+                "padding. Received an input with spatial size None; give the Input a shape."
+            )
+        size = extent  # with stride 1 the padding does not depend on the size
+    base = "same" if padding.startswith("same") else "valid"
+    before, after = keras_padding(size, extent, stride, base)
+    if not padding.endswith("_equiv"):
+        if is_centred(size, extent, stride, before, after) or allow_non_equivariance:
+            return before, after
+        raise ValueError(
+            f"{layer_name}: padding={padding!r} breaks equivariance for input size {size}, "
+            f"kernel extent {extent} and stride {stride}: the output grid is not centred on "
+            f"the input grid. Use padding='{padding}_equiv', which pads the minimum extra, or "
+            "pass allow_non_equivariance=True."
+        )
+    start = max(before, after)
+    for pad in range(start, start + stride):
+        if is_centred(size, extent, stride, pad, pad):
+            return pad, pad
+    if allow_non_equivariance:
+        return before, after
+    raise ValueError(
+        f"{layer_name}: no padding makes this layer equivariant for input size {size}, kernel "
+        f"extent {extent} and stride {stride}: with an even stride, the input size and the "
+        "kernel extent must have the same parity. Change the input size by one (crop or pad "
+        "the input), use an even kernel_size, or stride 1; or pass "
+        "allow_non_equivariance=True."
+    )

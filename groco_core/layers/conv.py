@@ -1,0 +1,354 @@
+"""Group convolutions: lifting (image → signal on the group) and group (group → group).
+
+`[f ⋆ ψ](p, h) = Σ_q Σ_c f_c(q) ψ_c(M_h⁻¹ (q − p))` (lifting) and
+`[f ⋆ ψ](p, h) = Σ_q Σ_k Σ_c f_c(q, k) ψ_c(M_h⁻¹ (q − p), h⁻¹k)` (group). The kernel is
+transformed by every output element with one gather (indices built in numpy at build time)
+and handed to one `keras.ops.conv`, the group axis merged into the channel axis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from groco_core.groups import PointGroup
+from groco_core.layers import arguments
+from groco_core.registry import get_group
+
+
+def resolve_group_pair(
+    layer_name: str, group: Any, subgroup: Any, rank: int
+) -> tuple[PointGroup, PointGroup, tuple[int, ...]]:
+    """The layer's group, the subgroup its output lives on, and the subgroup's indices."""
+    group = get_group(group)
+    if group.dimension != rank:
+        raise ValueError(
+            f"{layer_name} needs a group acting on {rank} dimension(s); group {group.name} acts "
+            f"on {group.dimension}. Received: group={group.name!r}. Groups of dimension {rank}: "
+            f"see `groco list-groups --dimension {rank}`."
+        )
+    subgroup = group if subgroup is None else get_group(subgroup)
+    return group, subgroup, group.subgroup_indices(subgroup)
+
+
+class BaseGroupConv(keras.layers.Layer):
+    """Rank-generic group convolution; `GroupConv1D/2D/3D` only fix `rank`.
+
+    Args:
+        rank: number of spatial axes.
+        filters: number of output fields (the output has `filters` channels per element
+            of the output group).
+        kernel_size, strides, dilation_rate, activation, use_bias, *_initializer,
+            *_regularizer, *_constraint, data_format: as in `keras.layers.Conv2D`.
+        group: the point group (name or object); its dimension must equal `rank`.
+        subgroup: name of a subgroup of `group` on which the output lives (the group
+            analogue of a stride); default: `group` itself.
+        padding: `"valid_equiv"` (default) or `"same_equiv"`: Keras's `valid` / `same` plus
+            the minimum symmetric padding that keeps the output grid centred on the input
+            grid; `"valid"` / `"same"`: Keras's own, accepted only where equivariant.
+        allow_non_equivariance: accept configurations that break equivariance.
+
+    Input shape:
+        Lifting: `(batch, *spatial, channels)`; group: `(batch, *spatial, |G|, channels)`
+        (`channels_first`: `(batch, channels, *spatial)` / `(batch, channels, *spatial, |G|)`).
+        The layer knows which from the rank of its input.
+
+    Output shape:
+        `(batch, *new_spatial, |subgroup|, filters)` (`channels_first`:
+        `(batch, filters, *new_spatial, |subgroup|)`).
+
+    Raises:
+        ValueError / TypeError: for arguments or inputs the layer cannot use, naming the
+            argument, the value received and the fix.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        filters: int,
+        kernel_size: int | tuple[int, ...],
+        group: str | PointGroup,
+        subgroup: str | PointGroup | None = None,
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, ...] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        layer_name = type(self).__name__
+        self.rank = rank
+        self.group, self.subgroup, self._output_elements = resolve_group_pair(
+            layer_name, group, subgroup, rank
+        )
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)):
+            raise TypeError(f"filters must be a positive int. Received: filters={filters!r}")
+        if filters <= 0:
+            raise ValueError(f"filters must be a positive int. Received: filters={filters}")
+        self.filters = int(filters)
+        self.kernel_size = arguments.normalize_tuple(kernel_size, rank, "kernel_size")
+        self.strides = arguments.normalize_tuple(strides, rank, "strides")
+        self.dilation_rate = arguments.normalize_tuple(dilation_rate, rank, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "strides > 1 together with dilation_rate > 1 is not supported by Keras "
+                f"convolutions. Received: strides={self.strides}, "
+                f"dilation_rate={self.dilation_rate}"
+            )
+        self.padding = arguments.normalize_padding(padding)
+        self.data_format = arguments.normalize_data_format(data_format)
+        self.allow_non_equivariance = bool(allow_non_equivariance)
+        # Validates the kernel shape against the group (rotations need equal sizes).
+        self._spatial_permutation = self.group.kernel_permutation(self.kernel_size)
+        arguments.check_invariant_under_group(self.group, self.strides, "strides")
+        arguments.check_invariant_under_group(self.group, self.dilation_rate, "dilation_rate")
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(min_ndim=rank + 2, max_ndim=rank + 3)
+        self._padding_cache: dict[tuple, tuple[tuple[int, int], ...]] = {}
+
+    # -- shapes ---------------------------------------------------------------------------
+
+    @property
+    def _extents(self) -> tuple[int, ...]:
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
+
+    def _spatial_shape(self, shape: tuple) -> tuple:
+        if self.data_format == "channels_last":
+            return tuple(shape[1 : 1 + self.rank])
+        return tuple(shape[2 : 2 + self.rank])
+
+    def _paddings(self, spatial: tuple) -> tuple[tuple[int, int], ...]:
+        key = tuple(None if n is None else int(n) for n in spatial)
+        if key not in self._padding_cache:
+            self._padding_cache[key] = tuple(
+                arguments.equivariant_padding(
+                    n, e, s, self.padding, self.allow_non_equivariance, type(self).__name__
+                )
+                for n, e, s in zip(key, self._extents, self.strides)
+            )
+        return self._padding_cache[key]
+
+    def _output_spatial(self, spatial: tuple) -> tuple:
+        result = []
+        for n, e, s, (before, after) in zip(
+            spatial, self._extents, self.strides, self._paddings(spatial)
+        ):
+            result.append(None if n is None else (n + before + after - e) // s + 1)
+        return tuple(result)
+
+    def build(self, input_shape: tuple) -> None:
+        layer_name = type(self).__name__
+        input_rank = len(input_shape)
+        if input_rank not in (self.rank + 2, self.rank + 3):
+            raise ValueError(
+                f"{layer_name} takes an image of rank {self.rank + 2} (lifting) or a signal on "
+                f"the group of rank {self.rank + 3}. Received: input_shape={tuple(input_shape)}"
+            )
+        self.lifting = input_rank == self.rank + 2
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        in_channels = input_shape[channel_axis]
+        if in_channels is None:
+            raise ValueError(
+                f"{layer_name} needs a known number of input channels. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        if not self.lifting:
+            group_axis = -2 if self.data_format == "channels_last" else -1
+            if input_shape[group_axis] != self.group.order:
+                same_order = [
+                    g.name for g in _registered_groups(self.rank) if g.order == input_shape[
+                        group_axis]
+                ]
+                hint = f" Groups of that order: {', '.join(same_order)}." if same_order else ""
+                raise ValueError(
+                    f"{layer_name}(group={self.group.name!r}) expects a signal on "
+                    f"{self.group.name} with a group axis (axis {group_axis}) of length "
+                    f"{self.group.order}. Received: input_shape={tuple(input_shape)}. Pass the "
+                    f"group the input lives on as `group`.{hint}"
+                )
+        self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
+        self.in_channels = int(in_channels)
+        group_axis_size = () if self.lifting else (self.group.order,)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=self.kernel_size + group_axis_size + (self.in_channels, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
+        self._kernel_gather = ops.convert_to_tensor(
+            self.transformed_kernel_indices(), dtype="int32"
+        )
+        self.built = True
+
+    def transformed_kernel_indices(self) -> np.ndarray:
+        """Gather indices into the kernel's leading axes, `(|H|, kernel points[, |G|])`.
+
+        Row `h` lists, for every kernel point `r` (and input element `k`), where
+        `ψ(M_h⁻¹ r[, h⁻¹k])` is stored: `h` is transformed into the kernel in one gather.
+        """
+        output_elements = np.asarray(self._output_elements)
+        spatial = self._spatial_permutation[output_elements]  # (|H|, K)
+        if self.lifting:
+            return spatial
+        order = self.group.order
+        inverse_of_h = self.group.inverses[output_elements]
+        group_part = self.group.cayley[inverse_of_h]  # (|H|, |G|): h⁻¹k
+        return spatial[:, :, None] * order + group_part[:, None, :]
+
+    def transformed_kernel(self) -> Any:
+        """The kernel of the equivalent plain convolution,
+        `(*kernel_size, [|G|·]in_channels, |H|·filters)`."""
+        points = int(np.prod(self.kernel_size))
+        group_size = 1 if self.lifting else self.group.order
+        flat = ops.reshape(self.kernel, (points * group_size, self.in_channels, self.filters))
+        gathered = ops.take(flat, self._kernel_gather, axis=0)
+        # (|H|, K[, |G|], C, F) → (K[, |G|], C, |H|, F)
+        moved = ops.moveaxis(gathered, 0, -2)
+        return ops.reshape(
+            moved,
+            self.kernel_size
+            + (group_size * self.in_channels, len(self._output_elements) * self.filters),
+        )
+
+    def call(self, inputs: Any) -> Any:
+        # channels_first is handled by moving channels last: TensorFlow's CPU conv only
+        # supports channels_last, and the group axis must sit next to the channels anyway.
+        channels_first = self.data_format == "channels_first"
+        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        if not self.lifting:
+            shape = ops.shape(x)
+            x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+        paddings = self._paddings(tuple(x.shape[1 : 1 + self.rank]))
+        if any(before or after for before, after in paddings):
+            x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
+        y = ops.conv(
+            x,
+            self.transformed_kernel(),
+            strides=self.strides,
+            padding="valid",
+            data_format="channels_last",
+            dilation_rate=self.dilation_rate,
+        )
+        shape = ops.shape(y)
+        y = ops.reshape(y, (-1, *shape[1:-1], len(self._output_elements), self.filters))
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return ops.moveaxis(y, -1, 1) if channels_first else y
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        spatial = self._output_spatial(self._spatial_shape(tuple(input_shape)))
+        elements = len(self._output_elements)
+        if self.data_format == "channels_last":
+            return (input_shape[0], *spatial, elements, self.filters)
+        return (input_shape[0], self.filters, *spatial, elements)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "group": self.group.name,
+                "subgroup": None if self.subgroup == self.group else self.subgroup.name,
+                "strides": self.strides,
+                "padding": self.padding,
+                "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "allow_non_equivariance": self.allow_non_equivariance,
+            }
+        )
+        return config
+
+
+def _registered_groups(dimension: int) -> list[PointGroup]:
+    from groco_core.registry import list_groups
+
+    return list_groups(dimension)
+
+
+def _thin_init(rank: int):
+    def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
+        BaseGroupConv.__init__(self, rank, filters, kernel_size, group, subgroup, **kwargs)
+
+    return __init__
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupConv1D(BaseGroupConv):
+    """1D group convolution (groups of the line, e.g. `"LM"`); see `BaseGroupConv`.
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_core import GroupConv1D
+        >>> GroupConv1D(4, 3, group="LM")(np.zeros((2, 9, 3))).shape
+        (2, 7, 2, 4)
+    """
+
+    __init__ = _thin_init(1)
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupConv2D(BaseGroupConv):
+    """2D group convolution, e.g. on `"P4M"`; see `BaseGroupConv` for the arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_core import GroupConv2D
+        >>> lifted = GroupConv2D(8, 3, group="P4M")(np.zeros((2, 9, 9, 3)))
+        >>> lifted.shape
+        (2, 7, 7, 8, 8)
+        >>> GroupConv2D(4, 3, group="P4M", subgroup="P4")(lifted).shape
+        (2, 5, 5, 4, 4)
+    """
+
+    __init__ = _thin_init(2)
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupConv3D(BaseGroupConv):
+    """3D group convolution (cubic-lattice groups); see `BaseGroupConv` for the arguments."""
+
+    __init__ = _thin_init(3)
