@@ -54,7 +54,7 @@ def check_equivariance(
         x: input batch.
         group: the layer's group (default: `layer.group`).
         acting_subgroup: the group whose action is tested (default: the group the output
-            lives on, `layer.subgroup`, which must be a subgroup of both sides' groups).
+            lives on); it must be a subgroup of the groups both sides live on.
         input_group, output_group: groups the input / output signals live on (default:
             `group` for the input, `layer.subgroup` or `group` for the output).
         spatial_dims: number of spatial axes (default: the acting group's dimension).
@@ -68,10 +68,11 @@ def check_equivariance(
     from keras import ops
 
     group = get_group(group if group is not None else layer.group)
-    default_out = getattr(layer, "subgroup", None) or group
-    acting = get_group(acting_subgroup) if acting_subgroup is not None else get_group(default_out)
     input_group = get_group(input_group) if input_group is not None else group
-    output_group = get_group(output_group) if output_group is not None else get_group(default_out)
+    if output_group is None:
+        output_group = getattr(layer, "subgroup", None) or group
+    output_group = get_group(output_group)
+    acting = get_group(acting_subgroup) if acting_subgroup is not None else output_group
     spatial_dims = spatial_dims or acting.dimension
     data_format = data_format or getattr(layer, "data_format", None) or "channels_last"
     channels_last = data_format == "channels_last"

@@ -123,7 +123,6 @@ class BaseGroupConv(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.input_spec = keras.layers.InputSpec(min_ndim=rank + 2, max_ndim=rank + 3)
         self._padding_cache: dict[tuple, tuple[tuple[int, int], ...]] = {}
 
     # -- shapes ---------------------------------------------------------------------------

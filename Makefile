@@ -1,0 +1,45 @@
+# The two commands of the README. Each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BACKENDS := jax tensorflow torch
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: run test lint benchmark clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The JAX backend alone is enough for the main job.
+$(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e ".[jax]"
+	touch $@
+
+# All three backends; torch is pinned to its CPU build in pyproject.toml.
+$(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e ".[jax,tensorflow,torch,test]"
+	touch $@ $(VENV)/.run-deps
+
+run: $(VENV)/.run-deps
+	KERAS_BACKEND=jax $(VENV)/bin/groco list-groups
+	KERAS_BACKEND=jax $(PY) examples/quickstart.py
+
+# The whole suite once per backend; fails if any backend fails.
+test: $(VENV)/.test-deps
+	@failed=""; \
+	for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend"; \
+		start=$$(date +%s); \
+		KERAS_BACKEND=$$backend $(PY) -m pytest -q -p no:cacheprovider || failed="$$failed $$backend"; \
+		echo "=== KERAS_BACKEND=$$backend took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED backends:$$failed"; exit 1; fi
+
+lint: $(VENV)/.test-deps
+	$(VENV)/bin/ruff check groco_core plugins tests benchmarks examples
+
+benchmark: $(VENV)/.test-deps
+	for backend in $(BACKENDS); do KERAS_BACKEND=$$backend $(PY) benchmarks/overhead.py; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache
