@@ -7,6 +7,7 @@ name, and plugins on first use of the registry.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from groco_core.groups import MatrixGroup, PointGroup
@@ -22,12 +23,15 @@ from groco_core.registry import (
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"layers", "testing"}
+_LAZY_MODULES = {"layers", "testing", "export"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES:
         return importlib.import_module(f"groco_core.{name}")
+    # `from groco_core import <submodule>` asks here first: answer without importing Keras.
+    if name.startswith("_") or importlib.util.find_spec(f"groco_core.{name}") is not None:
+        raise AttributeError(f"module 'groco_core' has no attribute {name!r}")
     layers = importlib.import_module("groco_core.layers")
     if name in layers.__all__:
         return getattr(layers, name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import os
 import threading
 import warnings
@@ -77,7 +78,13 @@ class _Registry:
         with self._lock:
             if not self.autoloaded:
                 self.autoloaded = True
-                self._autoload()
+                try:
+                    self._autoload()
+                except PluginError:
+                    # Strict mode: forget the half-done load, so every use fails the same way
+                    # instead of the next one quietly working without the broken plugin.
+                    self.reset()
+                    raise
             for name in list(self.plugins):
                 if phase not in self.phases_done[name]:
                     try:
@@ -86,8 +93,9 @@ class _Registry:
                         self._skip(name, error)
 
     def _autoload(self) -> None:
-        from groco_core import core_plugin
-
+        # Not `from groco_core import core_plugin`: that form first asks the package's lazy
+        # `__getattr__`, which imports the layers, hence Keras, on every registry use.
+        core_plugin = importlib.import_module("groco_core.core_plugin")
         self._add(core_plugin, CORE_PLUGIN_NAME, "built-in (groco_core)", None)
         entry_points = sorted(
             importlib_metadata.entry_points(group=ENTRY_POINT_GROUP),
@@ -125,7 +133,9 @@ class _Registry:
 
     def _skip(self, name: str, error: Exception) -> None:
         info = self.plugins[name]
-        self.remove(name)
+        if not _flag("GROCO_STRICT_PLUGINS"):
+            self.remove(name)
+        # In strict mode the plugin stays, its phase not done: the next use raises again.
         self._fail(f"{name!r} ({info.source})", error)
 
     def _run_phase(self, name: str, phase: str) -> None:
@@ -156,7 +166,9 @@ class _Registry:
                     group.name, group.matrices, group.lattice, getattr(group, "description", "")
                 )
             except ValueError as error:
-                raise PluginError(f"plugin {plugin_name!r} registered an invalid group: {error}")
+                raise PluginError(
+                    f"plugin {plugin_name!r} registered an invalid group: {error}"
+                ) from error
             key = group.name.lower()
             if key in self.groups or key in new:
                 owner = self.groups[key][1] if key in self.groups else plugin_name
@@ -172,6 +184,8 @@ class _Registry:
         self.plugins[plugin_name].groups.extend(group.name for group in new.values())
 
     def _commit_layers(self, plugin_name: str, staged: list[Any]) -> None:
+        if not staged:
+            return  # a groups-only plugin must not cost a Keras import
         import keras
 
         new: dict[str, type] = {}
@@ -221,10 +235,35 @@ def _distribution_version(entry_point: Any) -> str | None:
 _registry = _Registry()
 
 
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            )
+        previous = current
+    return previous[-1]
+
+
 def _closest(name: str, candidates: list[str]) -> str:
-    lowered = {c.lower(): c for c in candidates}
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.0)
-    return f" Closest match: {lowered[match[0]]!r}." if match else ""
+    """The candidate fewest edits away; ties go to the same length (a typo more often
+    replaces a character than drops one: "P4N" means "P4M" rather than "P4"), then to the
+    most similar."""
+    if not candidates:
+        return ""
+    key = name.lower()
+    best = min(
+        candidates,
+        key=lambda c: (
+            _edit_distance(key, c.lower()),
+            abs(len(c) - len(key)),
+            -difflib.SequenceMatcher(None, key, c.lower()).ratio(),
+            c,
+        ),
+    )
+    return f" Closest match: {best!r}."
 
 
 # -- public API -------------------------------------------------------------------------
@@ -322,8 +361,8 @@ def list_plugins() -> list[PluginInfo]:
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Registers a plugin object directly (no installation needed), e.g. in a test fixture.
 
-    Its hooks run at once; anything invalid raises `PluginError` and leaves the registry
-    as it was.
+    Its hooks run at once; anything invalid (or any error in a hook) raises `PluginError`
+    naming the plugin, and leaves the registry as it was.
 
     Returns:
         The plugin's name, for `unregister_plugin`.
@@ -337,9 +376,13 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
         try:
             for phase in _PHASES:
                 _registry._run_phase(name, phase)
-        except Exception:
+        except PluginError:
             _registry.remove(name)
             raise
+        except Exception as error:
+            # E.g. a MatrixGroup rejected inside the hook: say which plugin it came from.
+            _registry.remove(name)
+            raise PluginError(f"plugin {name!r} failed to register: {error}") from error
     return name
 
 

@@ -2,5 +2,41 @@
 of the right dimension. `__all__` is what the core plugin registers."""
 
 from groco_core.layers.conv import BaseGroupConv, GroupConv1D, GroupConv2D, GroupConv3D
+from groco_core.layers.dense import GroupDense
+from groco_core.layers.normalization import GroupBatchNormalization
+from groco_core.layers.pooling import (
+    GlobalGroupAveragePooling1D,
+    GlobalGroupAveragePooling2D,
+    GlobalGroupAveragePooling3D,
+    GlobalGroupMaxPooling1D,
+    GlobalGroupMaxPooling2D,
+    GlobalGroupMaxPooling3D,
+    GroupAveragePooling1D,
+    GroupAveragePooling2D,
+    GroupAveragePooling3D,
+    GroupMaxPooling1D,
+    GroupMaxPooling2D,
+    GroupMaxPooling3D,
+)
+from groco_core.layers.reduce import GroupReduce
 
-__all__ = ["GroupConv1D", "GroupConv2D", "GroupConv3D"]
+__all__ = [
+    "GlobalGroupAveragePooling1D",
+    "GlobalGroupAveragePooling2D",
+    "GlobalGroupAveragePooling3D",
+    "GlobalGroupMaxPooling1D",
+    "GlobalGroupMaxPooling2D",
+    "GlobalGroupMaxPooling3D",
+    "GroupAveragePooling1D",
+    "GroupAveragePooling2D",
+    "GroupAveragePooling3D",
+    "GroupBatchNormalization",
+    "GroupConv1D",
+    "GroupConv2D",
+    "GroupConv3D",
+    "GroupDense",
+    "GroupMaxPooling1D",
+    "GroupMaxPooling2D",
+    "GroupMaxPooling3D",
+    "GroupReduce",
+]

@@ -1,0 +1,273 @@
+"""The `groco` command line: inspect the registered groups, layers and plugins.
+
+Each command is a small function registered with `@command`; `main` builds one argparse
+subparser per entry of `COMMANDS`, so a new command (`check GROUP`, `demo`) is one more
+decorated function. `list-groups` and `show` never import Keras, so they answer at once.
+
+Exit codes: 0 on success, 1 when a plugin fails in strict mode (`GROCO_STRICT_PLUGINS=1`),
+2 for bad arguments or an unknown name.
+
+Example:
+    >>> from groco_core.cli import main
+    >>> main(["list-groups", "--dimension", "1"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from groco_core import registry
+from groco_core.groups import PointGroup
+
+
+class CommandError(Exception):
+    """A failure the user can fix: printed as one line on stderr, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, how it declares its arguments, and what it runs."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Registers the decorated function as the subcommand `name`."""
+
+    def decorate(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name=name, help=help, run=run, add_arguments=add_arguments)
+        return run
+
+    return decorate
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces, no trailing spaces."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def format_matrix(matrix: Any) -> str:
+    """One line, signs aligned: `[[ 0, -1], [ 1,  0]]`."""
+    return (
+        "[" + ", ".join("[" + ", ".join(f"{int(v):2d}" for v in row) + "]" for row in matrix) + "]"
+    )
+
+
+def _proper_subgroups(group: PointGroup) -> dict[str, tuple[int, ...]]:
+    return {name: indices for name, indices in group.subgroups.items() if name != group.name}
+
+
+def _indices(indices: Sequence[int]) -> str:
+    return " ".join(str(int(i)) for i in indices)
+
+
+def _get_group(name: str) -> PointGroup:
+    try:
+        return registry.get_group(name)
+    except registry.PluginError:
+        raise
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def _list_groups_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dimension", type=int, choices=(1, 2, 3), help="only groups acting in this dimension"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead")
+
+
+@command("list-groups", "list the registered point groups", _list_groups_arguments)
+def list_groups_command(args: argparse.Namespace) -> int:
+    records = [
+        {
+            "name": group.name,
+            "order": group.order,
+            "dimension": group.dimension,
+            "lattice": group.lattice,
+            "plugin": registry.group_plugin(group.name),
+            "subgroups": list(_proper_subgroups(group)),
+        }
+        for group in registry.list_groups(args.dimension)
+    ]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    headers = ["name", "order", "dimension", "lattice", "plugin", "subgroups"]
+    rows = [
+        [
+            r["name"],
+            r["order"],
+            r["dimension"],
+            r["lattice"],
+            r["plugin"],
+            ", ".join(r["subgroups"]) or "-",
+        ]
+        for r in records
+    ]
+    print(format_table(headers, rows))
+    return 0
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("group", help="group name (case-insensitive), e.g. P4M")
+
+
+@command("show", "show a group: elements, Cayley table, subgroups, cosets", _show_arguments)
+def show_command(args: argparse.Namespace) -> int:
+    group = _get_group(args.group)
+    axes = {1: "(x)", 2: "(row, col)", 3: "(depth, row, col)"}.get(group.dimension, "")
+    description = getattr(group, "description", "")
+    print(f"{group.name}: {description}" if description else group.name)
+    print(
+        f"order {group.order}, dimension {group.dimension}, {group.lattice} lattice, "
+        f"plugin {registry.group_plugin(group.name)}"
+    )
+
+    print(f"\nElements (index, matrix acting on {axes}):")
+    print(
+        format_table(
+            ["index", "matrix"], [[i, format_matrix(m)] for i, m in enumerate(group.matrices)]
+        )
+    )
+
+    print("\nCayley table (row i, column j: index of M_i @ M_j):")
+    labels = list(range(group.order))
+    print(format_table(["", *labels], [[f"{i}", *group.cayley[i].tolist()] for i in labels]))
+    print(f"\nInverses (entry i: index of the inverse of M_i): {_indices(group.inverses)}")
+
+    print("\nSubgroups (name, element indices):")
+    print(format_table(["name", "indices"], [[n, _indices(v)] for n, v in group.subgroups.items()]))
+
+    proper = _proper_subgroups(group)
+    print("\nLeft cosets g·H of each proper subgroup H:")
+    if not proper:
+        print("(none: the group has no registered proper subgroup)")
+    rows = [
+        [name, "  ".join("{" + _indices(coset) + "}" for coset in group.cosets(name))]
+        for name in proper
+    ]
+    if rows:
+        print(format_table(["subgroup", "cosets"], rows))
+    return 0
+
+
+@command("list-plugins", "list the loaded plugins and what each registered")
+def list_plugins_command(args: argparse.Namespace) -> int:
+    rows = [
+        [
+            info.name,
+            info.source,
+            info.version or "-",
+            ", ".join(info.groups) or "-",
+            ", ".join(info.layers) or "-",
+        ]
+        for info in registry.list_plugins()
+    ]
+    print(format_table(["name", "source", "version", "groups", "layers"], rows))
+    return 0
+
+
+@command("list-layers", "list the registered layer classes")
+def list_layers_command(args: argparse.Namespace) -> int:
+    rows = [
+        [layer.__name__, registry.layer_plugin(layer.__name__)] for layer in registry.list_layers()
+    ]
+    print(format_table(["name", "plugin"], rows))
+    return 0
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subparser per registered command."""
+    from groco_core import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="groco",
+        description="Inspect GroCo's point groups, layers and plugins.",
+    )
+    parser.add_argument("--version", action="version", version=f"groco {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for entry in COMMANDS.values():
+        subparser = subparsers.add_parser(entry.name, help=entry.help, description=entry.help)
+        if entry.add_arguments is not None:
+            entry.add_arguments(subparser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the `groco` command line.
+
+    Args:
+        argv: the arguments after the program name; default `sys.argv[1:]`.
+
+    Returns:
+        The exit code: 0 on success, 1 when a plugin fails in strict mode, 2 for an
+        unknown name. Bad arguments exit through argparse (`SystemExit(2)`).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    with warnings.catch_warnings():
+        show_other_warning = warnings.showwarning
+
+        def show_warning(message, category, *rest: Any, **kwargs: Any) -> None:
+            # A skipped plugin is one line for the user, not the warning's source location.
+            if issubclass(category, registry.GrocoPluginWarning):
+                print(f"groco: warning: {message}", file=sys.stderr)
+            else:
+                show_other_warning(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show_warning
+        try:
+            return COMMANDS[args.command].run(args)
+        except CommandError as error:
+            print(f"groco: error: {error}", file=sys.stderr)
+            return error.exit_code
+        except registry.PluginError as error:
+            print(f"groco: error: {error}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:
+            # The reader went away (`groco show P4M | head`): stop quietly, as Unix tools do,
+            # without a second error when Python flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

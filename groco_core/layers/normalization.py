@@ -1,0 +1,102 @@
+"""Batch normalization of signals on a group, equivariant because it is shared over the group.
+
+Normalizing each group element separately would let the statistics tell the elements apart
+and break equivariance. With statistics and parameters per channel only (reduced over batch,
+space and the group axis), a transformation of the input permutes values that share one mean,
+one variance, one scale and one offset: the output transforms the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from groco_core.groups import PointGroup
+from groco_core.layers.reduce import check_group_axis
+from groco_core.registry import get_group
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` for signals on a group, per channel only.
+
+    Exactly a `BatchNormalization` whose `axis` is the channel axis: means, variances, `gamma`
+    and `beta` have shape `(channels,)` and are shared by space and the group axis, in
+    training and in inference. What it adds: the default `axis` follows the image data format,
+    other axes are refused (they would break equivariance), and with `group` the length of
+    the group axis is checked.
+
+    Args:
+        group: optional: the group the input lives on (name or object). When given, the
+            input's group axis must have length `|G|`; stored by name in `get_config`.
+        axis: the channel axis. Default: -1 for `channels_last`, 1 for `channels_first`
+            (from `keras.config.image_data_format()`). Only the channel axis is accepted.
+        momentum, epsilon, center, scale, beta_initializer, gamma_initializer,
+            moving_mean_initializer, moving_variance_initializer, beta_regularizer,
+            gamma_regularizer, beta_constraint, gamma_constraint, synchronized, ...:
+            as in `keras.layers.BatchNormalization`.
+
+    Input shape:
+        `(batch, *spatial, |G|, channels)` (`channels_first`: `(batch, channels, *spatial, |G|)`),
+        rank ≥ 3 (no spatial axes is fine).
+
+    Output shape:
+        Same as the input.
+
+    Raises:
+        ValueError: for an `axis` that is not the channel axis, an input without a group axis
+            (rank < 3), or a group axis whose length is not `|G|`.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = GroupBatchNormalization(group="P4M")
+        >>> layer(np.ones((2, 5, 5, 8, 3)), training=True).shape
+        (2, 5, 5, 8, 3)
+        >>> [w.shape for w in layer.weights][:2]
+        [(3,), (3,)]
+    """
+
+    def __init__(
+        self, group: str | PointGroup | None = None, axis: int | None = None, **kwargs: Any
+    ):
+        if axis is None:
+            axis = -1 if keras.config.image_data_format() == "channels_last" else 1
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(
+                "GroupBatchNormalization normalizes per channel: axis must be one int, the "
+                f"channel axis (-1 or 1). Received: axis={axis!r}"
+            )
+        super().__init__(axis=axis, **kwargs)
+        self.group = None if group is None else get_group(group)
+
+    def build(self, input_shape: tuple) -> None:
+        rank = len(input_shape)
+        channel_axis = self.axis % rank if rank else self.axis
+        if rank < 3 or channel_axis not in (1, rank - 1):
+            raise ValueError(
+                "GroupBatchNormalization takes a signal on a group, (batch, *spatial, |G|, "
+                "channels) or (batch, channels, *spatial, |G|), and normalizes over its channel "
+                "axis, which must be the last axis or axis 1: statistics along any other axis "
+                f"would break equivariance. Received: axis={self.axis}, input_shape="
+                f"{tuple(input_shape)}. Pass axis=-1 (channels_last) or axis=1 "
+                "(channels_first); for an input without a group axis use "
+                "keras.layers.BatchNormalization."
+            )
+        if self.group is not None:
+            group_axis = rank - 2 if channel_axis == rank - 1 else rank - 1
+            check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
+        super().build(input_shape)
+
+    def export_plain(self, inputs: Any) -> Any:
+        """A stock `keras.layers.BatchNormalization` with the same configuration and weights."""
+        config = super().get_config()
+        plain = keras.layers.BatchNormalization.from_config(config)
+        outputs = plain(inputs)
+        plain.set_weights(self.get_weights())
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["group"] = None if self.group is None else self.group.name
+        return config

@@ -1,0 +1,460 @@
+"""Pooling of signals on a group: spatial pooling, pooling onto a subgroup, global pooling.
+
+Spatial pooling treats every group element as a channel (one `keras.ops` pooling on the group
+axis merged into the channels). With a `subgroup` H the layer also pools over the right
+cosets: `out(p, k) = pool_j f(p, h_k·r_j)` (see `groco_core.layers.reduce`), equivariant
+under H. Global pooling reduces space and the group axis: an invariant `(batch, channels)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from groco_core.groups import PointGroup
+from groco_core.layers import arguments
+from groco_core.layers.reduce import (
+    channels_to_first,
+    channels_to_last,
+    check_group_axis,
+    coset_indices,
+    fixed_dense,
+    resolve_subgroup,
+    selection_kernel,
+    static_shape,
+    swap_last_axes,
+)
+from groco_core.registry import get_group
+
+_MODES = ("max", "average")
+
+
+class BaseGroupPooling(keras.layers.Layer):
+    """Rank-generic group pooling; `GroupMaxPooling1D/2D/3D` and
+    `GroupAveragePooling1D/2D/3D` only fix `rank` and `mode`.
+
+    Args:
+        rank: number of spatial axes.
+        mode: "max" or "average".
+        group: the group the input lives on (name or object); its dimension must be `rank`.
+        subgroup: a subgroup H of `group`: the output lives on H, each of its elements
+            pooling the `[G:H]` elements of its row `h_k·r_j` (right cosets `H·r_j`).
+            Default: `group` itself (no pooling over the group).
+        pool_size: int or tuple of `rank` ints. Default 2.
+        strides: int or tuple; default `pool_size`.
+        padding: `"valid_equiv"` (default) or `"same_equiv"`: Keras's `valid` / `same` plus
+            the minimum symmetric padding that keeps the output grid centred on the input
+            grid; that padding is explicit zeros (as `ZeroPadding2D` would add), which count
+            in maxima and averages, the same on every side. `"valid"` / `"same"`: Keras's own
+            pooling padding (padded cells ignored), accepted only where equivariant.
+        data_format: "channels_last" or "channels_first"; default from
+            `keras.config.image_data_format()`.
+        allow_non_equivariance: accept pool sizes, strides and paddings that break
+            equivariance.
+
+    Input shape:
+        `(batch, *spatial, |G|, channels)` (`channels_first`: `(batch, channels, *spatial, |G|)`).
+
+    Output shape:
+        `(batch, *pooled_spatial, |H|, channels)` (`channels_first`:
+        `(batch, channels, *pooled_spatial, |H|)`).
+
+    Raises:
+        ValueError / TypeError: for a bad argument (a subgroup that is not one, pool sizes
+            or strides that differ on axes the group exchanges, a non-equivariant padding) or
+            an input whose rank or group axis does not fit.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        mode: str,
+        group: str | PointGroup,
+        subgroup: str | PointGroup | None = None,
+        pool_size: int | tuple[int, ...] = 2,
+        strides: int | tuple[int, ...] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'max' or 'average'. Received: mode={mode!r}")
+        layer_name = type(self).__name__
+        self.rank = rank
+        self.mode = mode
+        self.group, self.subgroup, self.num_cosets = resolve_subgroup(group, subgroup)
+        if self.group.dimension != rank:
+            raise ValueError(
+                f"{layer_name} needs a group acting on {rank} dimension(s); group "
+                f"{self.group.name} acts on {self.group.dimension}. Received: "
+                f"group={self.group.name!r}. See `groco list-groups --dimension {rank}`."
+            )
+        self.pool_size = arguments.normalize_tuple(pool_size, rank, "pool_size")
+        self.strides = (
+            self.pool_size
+            if strides is None
+            else arguments.normalize_tuple(strides, rank, "strides")
+        )
+        self.padding = arguments.normalize_padding(padding)
+        self.data_format = arguments.normalize_data_format(data_format)
+        self.allow_non_equivariance = bool(allow_non_equivariance)
+        # The output lives on H, so only H's exchanged axes must agree.
+        if not self.allow_non_equivariance:
+            arguments.check_invariant_under_group(self.subgroup, self.pool_size, "pool_size")
+            arguments.check_invariant_under_group(self.subgroup, self.strides, "strides")
+        self._coset_table = coset_indices(self.group, self.subgroup)
+        self.input_spec = keras.layers.InputSpec(ndim=rank + 3)
+
+    # -- shapes ---------------------------------------------------------------------------
+
+    def _spatial_shape(self, shape: tuple) -> tuple:
+        start = 1 if self.data_format == "channels_last" else 2
+        return tuple(shape[start : start + self.rank])
+
+    def _paddings(self, spatial: tuple) -> tuple[tuple[int, int], ...]:
+        return tuple(
+            arguments.equivariant_padding(
+                None if n is None else int(n),
+                p,
+                s,
+                self.padding,
+                self.allow_non_equivariance,
+                type(self).__name__,
+            )
+            for n, p, s in zip(spatial, self.pool_size, self.strides, strict=True)
+        )
+
+    def _explicit_padding(self, spatial: tuple) -> tuple[tuple[int, int], ...] | None:
+        """Zero padding the layer adds itself (the `_equiv` options), or None."""
+        if not self.padding.endswith("_equiv"):
+            return None
+        paddings = self._paddings(spatial)
+        return paddings if any(b or a for b, a in paddings) else None
+
+    def _output_spatial(self, spatial: tuple) -> tuple:
+        return tuple(
+            None if n is None else (n + before + after - p) // s + 1
+            for n, p, s, (before, after) in zip(
+                spatial, self.pool_size, self.strides, self._paddings(spatial), strict=True
+            )
+        )
+
+    def build(self, input_shape: tuple) -> None:
+        group_axis = -2 if self.data_format == "channels_last" else -1
+        check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
+        self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
+        self._gather = ops.convert_to_tensor(self._coset_table.reshape(-1).astype("int32"))
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        spatial = self._output_spatial(self._spatial_shape(tuple(input_shape)))
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        channels = input_shape[channel_axis]
+        if self.data_format == "channels_last":
+            return (input_shape[0], *spatial, self.subgroup.order, channels)
+        return (input_shape[0], channels, *spatial, self.subgroup.order)
+
+    # -- computation ----------------------------------------------------------------------
+
+    def _keras_padding(self) -> str:
+        return "same" if self.padding == "same" else "valid"
+
+    def call(self, inputs: Any) -> Any:
+        # Channels go last (TensorFlow's CPU pooling only supports channels_last) and the
+        # group axis is merged into them, so one ordinary pooling does every element.
+        channels_first = self.data_format == "channels_first"
+        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        shape = ops.shape(x)
+        order, channels = shape[-2], shape[-1]
+        x = ops.reshape(x, (-1, *shape[1:-2], order * channels))
+        explicit = self._explicit_padding(tuple(x.shape[1 : 1 + self.rank]))
+        if explicit is not None:
+            x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
+        pool = ops.max_pool if self.mode == "max" else ops.average_pool
+        x = pool(
+            x,
+            pool_size=self.pool_size,
+            strides=self.strides,
+            padding=self._keras_padding(),
+            data_format="channels_last",
+        )
+        pooled = ops.shape(x)
+        x = ops.reshape(x, (-1, *pooled[1:-1], order, channels))
+        if self.num_cosets > 1:
+            x = ops.take(x, self._gather, axis=-2)
+            x = ops.reshape(x, (-1, *pooled[1:-1], self.subgroup.order, self.num_cosets, channels))
+            reduce = ops.max if self.mode == "max" else ops.mean
+            x = reduce(x, axis=-2)
+        return ops.moveaxis(x, -1, 1) if channels_first else x
+
+    def export_plain(self, inputs: Any) -> Any:
+        """The same map from stock Keras layers: Reshape, ZeroPadding, Max/AveragePooling,
+        and for a subgroup a 0/1 (or 1/[G:H]) Dense over the group axis."""
+        channels_first = self.data_format == "channels_first"
+        x = channels_to_last(inputs, f"{self.name}_to_channels_last") if channels_first else inputs
+        shape = static_shape(x, type(self).__name__)
+        spatial, order, channels = shape[:-2], shape[-2], shape[-1]
+        x = keras.layers.Reshape((*spatial, order * channels), name=f"{self.name}_merge_group")(x)
+        explicit = self._explicit_padding(spatial)
+        if explicit is not None:
+            zero_padding = getattr(keras.layers, f"ZeroPadding{self.rank}D")
+            x = zero_padding(
+                explicit[0] if self.rank == 1 else explicit, name=f"{self.name}_padding"
+            )(x)
+        kind = "MaxPooling" if self.mode == "max" else "AveragePooling"
+        x = getattr(keras.layers, f"{kind}{self.rank}D")(
+            pool_size=self.pool_size,
+            strides=self.strides,
+            padding=self._keras_padding(),
+            data_format="channels_last",
+            name=f"{self.name}_pool",
+        )(x)
+        pooled = tuple(x.shape[1:-1])
+        x = keras.layers.Reshape((*pooled, order, channels), name=f"{self.name}_split_group")(x)
+        if self.num_cosets > 1:
+            x = swap_last_axes(x, f"{self.name}_group_last")
+            if self.mode == "average":
+                # Column k averages the row h_k·r_j of the coset table.
+                kernel = selection_kernel(self._coset_table, order, 1.0 / self.num_cosets)
+                x = fixed_dense(x, kernel, f"{self.name}_coset_average")
+            else:
+                # Columns j·|H| + k gather h_k·r_j; a (1, [G:H]) max pooling then takes the
+                # maximum over j.
+                kernel = selection_kernel(self._coset_table.T.reshape(-1), order)
+                x = fixed_dense(x, kernel, f"{self.name}_coset_gather")
+                rows = int(np.prod(pooled)) * channels
+                x = keras.layers.Reshape(
+                    (rows, self.num_cosets, self.subgroup.order), name=f"{self.name}_cosets"
+                )(x)
+                x = keras.layers.MaxPooling2D(
+                    pool_size=(1, self.num_cosets),
+                    data_format="channels_last",
+                    name=f"{self.name}_coset_max",
+                )(x)
+                x = keras.layers.Reshape(
+                    (*pooled, channels, self.subgroup.order), name=f"{self.name}_uncosets"
+                )(x)
+            x = swap_last_axes(x, f"{self.name}_group_back")
+        return channels_to_first(x, f"{self.name}_to_channels_first") if channels_first else x
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "group": self.group.name,
+                "subgroup": None if self.subgroup == self.group else self.subgroup.name,
+                "pool_size": self.pool_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "data_format": self.data_format,
+                "allow_non_equivariance": self.allow_non_equivariance,
+            }
+        )
+        return config
+
+
+def _pooling_init(rank: int, mode: str):
+    def __init__(self, group, subgroup=None, pool_size=2, strides=None, **kwargs):
+        BaseGroupPooling.__init__(self, rank, mode, group, subgroup, pool_size, strides, **kwargs)
+
+    return __init__
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupMaxPooling1D(BaseGroupPooling):
+    """Max pooling of a signal on a group of the line (e.g. `"LM"`); see `BaseGroupPooling`."""
+
+    __init__ = _pooling_init(1, "max")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupMaxPooling2D(BaseGroupPooling):
+    """Max pooling of a signal on a 2D group; see `BaseGroupPooling` for the arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.zeros((2, 8, 8, 8, 3))  # a signal on P4M
+        >>> GroupMaxPooling2D("P4M")(x).shape
+        (2, 4, 4, 8, 3)
+        >>> GroupMaxPooling2D("P4M", subgroup="P4")(x).shape
+        (2, 4, 4, 4, 3)
+    """
+
+    __init__ = _pooling_init(2, "max")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupMaxPooling3D(BaseGroupPooling):
+    """Max pooling of a signal on a 3D group; see `BaseGroupPooling` for the arguments."""
+
+    __init__ = _pooling_init(3, "max")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupAveragePooling1D(BaseGroupPooling):
+    """Average pooling of a signal on a group of the line; see `BaseGroupPooling`."""
+
+    __init__ = _pooling_init(1, "average")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupAveragePooling2D(BaseGroupPooling):
+    """Average pooling of a signal on a 2D group; see `BaseGroupPooling` for the arguments."""
+
+    __init__ = _pooling_init(2, "average")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupAveragePooling3D(BaseGroupPooling):
+    """Average pooling of a signal on a 3D group; see `BaseGroupPooling` for the arguments."""
+
+    __init__ = _pooling_init(3, "average")
+
+
+class BaseGlobalGroupPooling(keras.layers.Layer):
+    """Rank-generic global pooling over space and the group axis: an invariant output.
+
+    Args:
+        rank: number of spatial axes.
+        mode: "max" or "average".
+        group: optional: the group the input lives on (name or object), to check the length
+            of the group axis. Any signal on any group is accepted without it.
+        keepdims: keep the reduced axes (space and group) with length 1, as Keras's
+            global pooling layers do.
+        data_format: "channels_last" or "channels_first"; default from
+            `keras.config.image_data_format()`.
+
+    Input shape:
+        `(batch, *spatial, |G|, channels)` (`channels_first`: `(batch, channels, *spatial, |G|)`).
+
+    Output shape:
+        `(batch, channels)`; with `keepdims`, `(batch, 1, ..., 1, channels)` (`channels_first`:
+        `(batch, channels, 1, ..., 1)`).
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        mode: str,
+        group: str | PointGroup | None = None,
+        keepdims: bool = False,
+        data_format: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be 'max' or 'average'. Received: mode={mode!r}")
+        self.rank = rank
+        self.mode = mode
+        self.group = None if group is None else get_group(group)
+        self.keepdims = bool(keepdims)
+        self.data_format = arguments.normalize_data_format(data_format)
+        self.input_spec = keras.layers.InputSpec(ndim=rank + 3)
+
+    def _reduced_axes(self) -> tuple[int, ...]:
+        start = 1 if self.data_format == "channels_last" else 2
+        return tuple(range(start, start + self.rank + 1))
+
+    def build(self, input_shape: tuple) -> None:
+        if self.group is not None:
+            group_axis = -2 if self.data_format == "channels_last" else -1
+            check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
+        self.built = True
+
+    def call(self, inputs: Any) -> Any:
+        reduce = ops.max if self.mode == "max" else ops.mean
+        return reduce(inputs, axis=self._reduced_axes(), keepdims=self.keepdims)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
+        if not self.keepdims:
+            return (input_shape[0], channels)
+        ones = (1,) * (self.rank + 1)
+        if self.data_format == "channels_last":
+            return (input_shape[0], *ones, channels)
+        return (input_shape[0], channels, *ones)
+
+    def export_plain(self, inputs: Any) -> Any:
+        """The same map from stock Keras layers: Reshape, Global*Pooling1D, Reshape."""
+        channels_last = self.data_format == "channels_last"
+        channels = inputs.shape[-1 if channels_last else 1]
+        flat = (-1, channels) if channels_last else (channels, -1)
+        x = keras.layers.Reshape(flat, name=f"{self.name}_flatten")(inputs)
+        kind = "GlobalMaxPooling1D" if self.mode == "max" else "GlobalAveragePooling1D"
+        x = getattr(keras.layers, kind)(data_format=self.data_format, name=f"{self.name}_pool")(x)
+        if self.keepdims:
+            ones = (1,) * (self.rank + 1)
+            kept = (*ones, channels) if channels_last else (channels, *ones)
+            x = keras.layers.Reshape(kept, name=f"{self.name}_keepdims")(x)
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "group": None if self.group is None else self.group.name,
+                "keepdims": self.keepdims,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
+
+def _global_init(rank: int, mode: str):
+    def __init__(self, group=None, keepdims=False, data_format=None, **kwargs):
+        BaseGlobalGroupPooling.__init__(self, rank, mode, group, keepdims, data_format, **kwargs)
+
+    return __init__
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GlobalGroupMaxPooling1D(BaseGlobalGroupPooling):
+    """Maximum over the line and the group; see `BaseGlobalGroupPooling`."""
+
+    __init__ = _global_init(1, "max")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GlobalGroupMaxPooling2D(BaseGlobalGroupPooling):
+    """Maximum over the image and the group: invariant features; see `BaseGlobalGroupPooling`.
+
+    Example:
+        >>> import numpy as np
+        >>> GlobalGroupMaxPooling2D()(np.zeros((2, 5, 5, 8, 3))).shape
+        (2, 3)
+    """
+
+    __init__ = _global_init(2, "max")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GlobalGroupMaxPooling3D(BaseGlobalGroupPooling):
+    """Maximum over the volume and the group; see `BaseGlobalGroupPooling`."""
+
+    __init__ = _global_init(3, "max")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GlobalGroupAveragePooling1D(BaseGlobalGroupPooling):
+    """Mean over the line and the group; see `BaseGlobalGroupPooling`."""
+
+    __init__ = _global_init(1, "average")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GlobalGroupAveragePooling2D(BaseGlobalGroupPooling):
+    """Mean over the image and the group: invariant features; see `BaseGlobalGroupPooling`."""
+
+    __init__ = _global_init(2, "average")
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GlobalGroupAveragePooling3D(BaseGlobalGroupPooling):
+    """Mean over the volume and the group; see `BaseGlobalGroupPooling`."""
+
+    __init__ = _global_init(3, "average")

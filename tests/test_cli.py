@@ -1,0 +1,196 @@
+"""The `groco` command line, run as a user runs it (subprocesses) and in-process for errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from groco_p4m import SQUARE_GROUPS
+
+from groco_core import cli
+
+SQUARE_GROUP_NAMES = {"P4M", "P4", "P2MM", "CMM", "PMh", "PMv", "PMd", "PMa", "P2", "P1"}
+
+
+def groco(*arguments: str) -> subprocess.CompletedProcess:
+    """`python -m groco_core.cli ARGUMENTS`, on the JAX backend (the quickest to import)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GROCO_")}
+    env["KERAS_BACKEND"] = "jax"
+    return subprocess.run(
+        [sys.executable, "-m", "groco_core.cli", *arguments],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """First column → cells of a `groco list-*` table (cells split on 2+ spaces)."""
+    lines = text.strip().splitlines()
+    return {cells[0]: cells for cells in (re.split(r"\s{2,}", line) for line in lines[1:])}
+
+
+def section(text: str, title: str) -> list[str]:
+    """The table lines (header excluded) of one section of `groco show`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start + 2 : end]
+
+
+# -- subprocesses -------------------------------------------------------------------------
+
+
+def test_list_groups_table_shows_every_square_group():
+    result = groco("list-groups")
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["name", "order", "dimension", "lattice", "plugin", "subgroups"]
+    rows = table_rows(result.stdout)
+    assert set(rows) >= SQUARE_GROUP_NAMES | {"LM", "L1"}
+    assert rows["P4M"][:5] == ["P4M", "8", "2", "square", "p4m"]
+    assert set(rows["P4M"][5].split(", ")) == SQUARE_GROUP_NAMES - {"P4M"}
+    assert rows["P4"][5].split(", ") == ["P2", "P1"]
+    assert rows["P1"][5] == "-"
+    assert rows["LM"][1:6] == ["2", "1", "line", "p4m", "L1"]
+
+
+def test_list_groups_json_filtered_by_dimension():
+    result = groco("list-groups", "--dimension", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    records = {record["name"]: record for record in json.loads(result.stdout)}
+    assert set(records) >= SQUARE_GROUP_NAMES
+    assert all(record["dimension"] == 2 for record in records.values())
+    assert set(records["P4M"]) == {"name", "order", "dimension", "lattice", "plugin", "subgroups"}
+    for name in SQUARE_GROUP_NAMES:
+        assert records[name]["order"] == len(SQUARE_GROUPS[name][0])
+        assert records[name]["plugin"] == "p4m"
+    assert set(records["P4M"]["subgroups"]) == SQUARE_GROUP_NAMES - {"P4M"}
+    assert set(records["CMM"]["subgroups"]) == {"P2", "PMd", "PMa", "P1"}
+
+
+def test_show_prints_elements_cayley_table_subgroups_and_cosets():
+    result = groco("show", "p4m")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("P4M: ")
+    assert "order 8, dimension 2, square lattice, plugin p4m" in text
+
+    elements = section(text, "Elements")
+    matrices = np.array([json.loads(line.split(None, 1)[1]) for line in elements])
+    np.testing.assert_array_equal(matrices, SQUARE_GROUPS["P4M"][0])
+
+    cayley = section(text, "Cayley table")
+    assert len(cayley) == 8
+    for i, line in enumerate(cayley):
+        label, *row = (int(cell) for cell in line.split())
+        products = [matrices[i] @ matrices[j] for j in range(8)]
+        expected = [next(k for k in range(8) if np.array_equal(matrices[k], p)) for p in products]
+        assert (label, row) == (i, expected)
+
+    inverses = re.search(r"^Inverses .*: ([\d ]+)$", text, re.MULTILINE).group(1).split()
+    for i, inverse in enumerate(inverses):
+        np.testing.assert_array_equal(matrices[i] @ matrices[int(inverse)], np.eye(2))
+
+    subgroups = {line.split()[0]: line.split()[1:] for line in section(text, "Subgroups")}
+    assert subgroups["P4M"] == [str(i) for i in range(8)]
+    assert subgroups["P4"] == ["0", "1", "2", "3"]  # the turns are elements 0-3
+    assert set(subgroups) == SQUARE_GROUP_NAMES
+
+    cosets = {line.split()[0]: line.split(None, 1)[1] for line in section(text, "Left cosets")}
+    assert "P4M" not in cosets
+    p4_cosets = [set(map(int, c.split())) for c in re.findall(r"\{([^}]*)\}", cosets["P4"])]
+    assert p4_cosets == [{0, 1, 2, 3}, {4, 5, 6, 7}]
+    p1_cosets = re.findall(r"\{([^}]*)\}", cosets["P1"])
+    assert p1_cosets == [str(i) for i in range(8)]
+
+
+def test_list_plugins_shows_the_builtin_plugins():
+    result = groco("list-plugins")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == [
+        "name",
+        "source",
+        "version",
+        "groups",
+        "layers",
+    ]
+    rows = table_rows(result.stdout)
+    assert rows["p4m"][1] == "built-in"
+    assert set(rows["p4m"][3].split(", ")) >= SQUARE_GROUP_NAMES | {"LM", "L1"}
+    assert "GroupConv2D" in rows["groco_core"][4].split(", ")
+
+
+def test_list_layers_shows_the_generic_layers():
+    result = groco("list-layers")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    for name in ("GroupConv1D", "GroupConv2D", "GroupConv3D"):
+        assert rows[name] == [name, "groco_core"]
+
+
+def test_unknown_group_is_a_clean_error():
+    result = groco("show", "P4N")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert "groco: error: Unknown group 'P4N'" in result.stderr
+    assert "Closest match: 'P4M'" in result.stderr
+    available = result.stderr.split("Available groups: ")[1].split(".")[0].split(", ")
+    assert set(available) >= SQUARE_GROUP_NAMES
+
+
+# -- in-process -----------------------------------------------------------------------------
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: groco")
+    for name in ("list-groups", "show", "list-plugins", "list-layers"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["list-groups", "--dimension", "4"], "invalid choice: 4"),
+        (["list-groups", "--dimension", "two"], "invalid int value: 'two'"),
+        (["show"], "the following arguments are required: group"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_exit_with_code_2(capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(arguments)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_show_group_without_proper_subgroups(capsys):
+    assert cli.main(["show", "L1"]) == 0
+    out = capsys.readouterr().out
+    assert "order 1, dimension 1, line lattice" in out
+    assert section(out, "Elements") == ["0      [[ 1]]"]
+    assert "(none: the group has no registered proper subgroup)" in out
+
+
+def test_a_new_command_is_one_decorated_function(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+
+    def arguments(parser):
+        parser.add_argument("group")
+
+    @cli.command("order", "print a group's order", arguments)
+    def order(args):
+        print(cli.registry.get_group(args.group).order)
+        return 0
+
+    assert cli.main(["order", "cmm"]) == 0
+    assert capsys.readouterr().out == "4\n"
