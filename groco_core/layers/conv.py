@@ -206,9 +206,8 @@ class BaseGroupConv(keras.layers.Layer):
             if self.use_bias
             else None
         )
-        self._kernel_gather = ops.convert_to_tensor(
-            self.transformed_kernel_indices(), dtype="int32"
-        )
+        # Kept in numpy: a backend tensor made here could belong to a graph being traced.
+        self._kernel_gather = self.transformed_kernel_indices().astype("int32")
         self.built = True
 
     def transformed_kernel_indices(self) -> np.ndarray:
