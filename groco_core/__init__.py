@@ -23,10 +23,12 @@ from groco_core.registry import (
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"layers", "testing", "export"}
+_LAZY_MODULES = {"layers", "testing", "exporting"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "export":
+        return importlib.import_module("groco_core.exporting").export
     if name in _LAZY_MODULES:
         return importlib.import_module(f"groco_core.{name}")
     # `from groco_core import <submodule>` asks here first: answer without importing Keras.
@@ -45,6 +47,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "MatrixGroup",
+    "export",
     "PluginError",
     "PointGroup",
     "get_group",

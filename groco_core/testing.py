@@ -56,7 +56,7 @@ def check_equivariance(
         acting_subgroup: the group whose action is tested (default: the group the output
             lives on); it must be a subgroup of the groups both sides live on.
         input_group, output_group: groups the input / output signals live on (default:
-            `group` for the input, `layer.subgroup` or `group` for the output).
+            the layer's `input_group` / `output_group` (else `subgroup`), else `group`).
         spatial_dims: number of spatial axes (default: the acting group's dimension).
         data_format: "channels_last" or "channels_first" (default: `layer.data_format`, else
             "channels_last").
@@ -68,9 +68,13 @@ def check_equivariance(
     from keras import ops
 
     group = get_group(group if group is not None else layer.group)
-    input_group = get_group(input_group) if input_group is not None else group
+    if input_group is None:
+        input_group = getattr(layer, "input_group", None) or group
+    input_group = get_group(input_group)
     if output_group is None:
-        output_group = getattr(layer, "subgroup", None) or group
+        output_group = (
+            getattr(layer, "output_group", None) or getattr(layer, "subgroup", None) or group
+        )
     output_group = get_group(output_group)
     acting = get_group(acting_subgroup) if acting_subgroup is not None else output_group
     spatial_dims = spatial_dims or acting.dimension

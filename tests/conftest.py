@@ -10,6 +10,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # for the tests' own `transforms` helpers
 
+if os.environ.get("KERAS_BACKEND") == "jax":
+    import jax
+
+    # The default (partitionable) threefry takes seconds to compile a random draw of each
+    # new shape on CPU; every weight initializer draws one. The tests need no partitioning.
+    jax.config.update("jax_threefry_partitionable", False)
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:

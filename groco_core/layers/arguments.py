@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -90,6 +89,7 @@ def equivariant_padding(
     padding: str,
     allow_non_equivariance: bool,
     layer_name: str,
+    window: str = "kernel",
 ) -> tuple[int, int]:
     """(before, after) padding of one spatial axis.
 
@@ -115,7 +115,7 @@ def equivariant_padding(
             return before, after
         raise ValueError(
             f"{layer_name}: padding={padding!r} breaks equivariance for input size {size}, "
-            f"kernel extent {extent} and stride {stride}: the output grid is not centred on "
+            f"{window} extent {extent} and stride {stride}: the output grid is not centred on "
             f"the input grid. Use padding='{padding}_equiv', which pads the minimum extra, or "
             "pass allow_non_equivariance=True."
         )
@@ -126,9 +126,9 @@ def equivariant_padding(
     if allow_non_equivariance:
         return before, after
     raise ValueError(
-        f"{layer_name}: no padding makes this layer equivariant for input size {size}, kernel "
-        f"extent {extent} and stride {stride}: with an even stride, the input size and the "
-        "kernel extent must have the same parity. Change the input size by one (crop or pad "
-        "the input), use an even kernel_size, or stride 1; or pass "
+        f"{layer_name}: no padding makes this layer equivariant for input size {size}, "
+        f"{window} extent {extent} and stride {stride}: with an even stride, the input size and "
+        f"the {window} extent must have the same parity. Change the input size by one (crop or "
+        f"pad the input), use a {window}_size of the input's parity, or an odd stride; or pass "
         "allow_non_equivariance=True."
     )

@@ -125,11 +125,21 @@ class BaseGroupConv(keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self._padding_cache: dict[tuple, tuple[tuple[int, int], ...]] = {}
 
+    @property
+    def input_group(self) -> PointGroup:
+        """The group a non-lifting input lives on."""
+        return self.group
+
+    @property
+    def output_group(self) -> PointGroup:
+        """The group the output lives on."""
+        return self.subgroup
+
     # -- shapes ---------------------------------------------------------------------------
 
     @property
     def _extents(self) -> tuple[int, ...]:
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True))
 
     def _spatial_shape(self, shape: tuple) -> tuple:
         if self.data_format == "channels_last":
@@ -143,19 +153,25 @@ class BaseGroupConv(keras.layers.Layer):
                 arguments.equivariant_padding(
                     n, e, s, self.padding, self.allow_non_equivariance, type(self).__name__
                 )
-                for n, e, s in zip(key, self._extents, self.strides)
+                for n, e, s in zip(key, self._extents, self.strides, strict=True)
             )
         return self._padding_cache[key]
 
     def _output_spatial(self, spatial: tuple) -> tuple:
         result = []
         for n, e, s, (before, after) in zip(
-            spatial, self._extents, self.strides, self._paddings(spatial)
+            spatial, self._extents, self.strides, self._paddings(spatial), strict=True
         ):
             result.append(None if n is None else (n + before + after - e) // s + 1)
         return tuple(result)
 
     def build(self, input_shape: tuple) -> None:
+        self._check_input_shape(input_shape, self.group, "group")
+        self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
+        self._add_kernel_and_bias()
+
+    def _check_input_shape(self, input_shape: tuple, input_group: PointGroup, argument: str):
+        """Sets `lifting` and `in_channels` from the input shape, or says what is wrong."""
         layer_name = type(self).__name__
         input_rank = len(input_shape)
         if input_rank not in (self.rank + 2, self.rank + 3):
@@ -164,29 +180,29 @@ class BaseGroupConv(keras.layers.Layer):
                 f"the group of rank {self.rank + 3}. Received: input_shape={tuple(input_shape)}"
             )
         self.lifting = input_rank == self.rank + 2
-        channel_axis = -1 if self.data_format == "channels_last" else 1
-        in_channels = input_shape[channel_axis]
+        in_channels = input_shape[-1 if self.data_format == "channels_last" else 1]
         if in_channels is None:
             raise ValueError(
                 f"{layer_name} needs a known number of input channels. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
-        if not self.lifting:
-            group_axis = -2 if self.data_format == "channels_last" else -1
-            if input_shape[group_axis] != self.group.order:
-                same_order = [
-                    g.name for g in _registered_groups(self.rank) if g.order == input_shape[
-                        group_axis]
-                ]
-                hint = f" Groups of that order: {', '.join(same_order)}." if same_order else ""
-                raise ValueError(
-                    f"{layer_name}(group={self.group.name!r}) expects a signal on "
-                    f"{self.group.name} with a group axis (axis {group_axis}) of length "
-                    f"{self.group.order}. Received: input_shape={tuple(input_shape)}. Pass the "
-                    f"group the input lives on as `group`.{hint}"
-                )
-        self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
         self.in_channels = int(in_channels)
+        group_axis = -2 if self.data_format == "channels_last" else -1
+        if not self.lifting and input_shape[group_axis] != input_group.order:
+            from groco_core.registry import list_groups
+
+            same_order = [
+                g.name for g in list_groups(self.rank) if g.order == input_shape[group_axis]
+            ]
+            hint = f" Groups of that order: {', '.join(same_order)}." if same_order else ""
+            raise ValueError(
+                f"{layer_name}({argument}={input_group.name!r}) expects a signal on "
+                f"{input_group.name} with a group axis (axis {group_axis}) of length "
+                f"{input_group.order}. Received: input_shape={tuple(input_shape)}. Pass the "
+                f"group the input lives on as `{argument}`.{hint}"
+            )
+
+    def _add_kernel_and_bias(self) -> None:
         group_axis_size = () if self.lifting else (self.group.order,)
         self.kernel = self.add_weight(
             name="kernel",
@@ -274,6 +290,21 @@ class BaseGroupConv(keras.layers.Layer):
             return (input_shape[0], *spatial, elements, self.filters)
         return (input_shape[0], self.filters, *spatial, elements)
 
+    def export_plain(self, inputs: Any) -> Any:
+        """The same computation with stock Keras layers only (see `groco_core.export`)."""
+        from groco_core.exporting import export_group_conv
+
+        return export_group_conv(self, inputs)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> BaseGroupConv:
+        # Keras turns any error raised by the constructor into a TypeError about
+        # deserialization; a group no plugin provides deserves its own ValueError.
+        for name in (config.get("group"), config.get("subgroup")):
+            if isinstance(name, str):
+                get_group(name)
+        return super().from_config(config)
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
@@ -299,12 +330,6 @@ class BaseGroupConv(keras.layers.Layer):
             }
         )
         return config
-
-
-def _registered_groups(dimension: int) -> list[PointGroup]:
-    from groco_core.registry import list_groups
-
-    return list_groups(dimension)
 
 
 def _thin_init(rank: int):

@@ -125,6 +125,7 @@ class BaseGroupPooling(keras.layers.Layer):
                 self.padding,
                 self.allow_non_equivariance,
                 type(self).__name__,
+                window="pool",
             )
             for n, p, s in zip(spatial, self.pool_size, self.strides, strict=True)
         )

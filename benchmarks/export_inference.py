@@ -1,0 +1,93 @@
+"""Inference time of an exported groco model vs the same network written by hand.
+
+`groco_core.export` should cost nothing at inference: its output is a plain Keras model. This
+script builds a small P4M encoder-decoder (lifting conv, group conv down to P4 with stride 2,
+transposed conv back up to P4M), exports it, and writes the same network by hand with the
+same stock Keras layers and shapes. Both run side by side in one process (interleaved, after
+warm-up, through `predict_on_batch`, so each backend compiles the way it does for inference);
+the script prints the medians and their ratio (goal: at most 1.01).
+
+Usage (one backend per run; takes well under a minute on a laptop CPU):
+    KERAS_BACKEND=jax python benchmarks/export_inference.py [--repeats 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import keras
+import numpy as np
+
+from groco_core import export
+from groco_core.layers.conv import GroupConv2D
+from groco_core.layers.conv_transpose import GroupConv2DTranspose
+
+SIZE, CHANNELS, FILTERS, BATCH = 33, 3, 8, 16
+
+
+def groco_network() -> keras.Model:
+    inputs = keras.Input((SIZE, SIZE, CHANNELS))
+    x = GroupConv2D(FILTERS, 3, group="P4M", activation="relu")(inputs)
+    x = GroupConv2D(FILTERS, 3, group="P4M", subgroup="P4", strides=2, activation="relu")(x)
+    x = GroupConv2DTranspose(FILTERS, 2, group="P4M", subgroup="P4", strides=2)(x)
+    return keras.Model(inputs, x)
+
+
+def hand_written_network() -> keras.Model:
+    """The plain network a user would write for the same computation and shapes."""
+    inputs = keras.Input((SIZE, SIZE, CHANNELS))
+    x = keras.layers.Conv2D(8 * FILTERS, 3)(inputs)  # 31 × 31, 8 elements × FILTERS
+    x = keras.layers.Reshape((31, 31, 8, FILTERS))(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.Reshape((31, 31, 8 * FILTERS))(x)
+    x = keras.layers.Conv2D(4 * FILTERS, 3, strides=2)(x)  # 15 × 15, 4 elements
+    x = keras.layers.Reshape((15, 15, 4, FILTERS))(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.Reshape((15, 15, 4 * FILTERS))(x)
+    x = keras.layers.Conv2DTranspose(8 * FILTERS, 2, strides=2)(x)  # 30 × 30, 8 elements
+    x = keras.layers.Reshape((30, 30, 8, FILTERS))(x)
+    return keras.Model(inputs, x)
+
+
+def seconds_per_call(model: keras.Model, x: np.ndarray) -> float:
+    start = time.perf_counter()
+    model.predict_on_batch(x)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    exported = export(groco_network())
+    hand = hand_written_network()
+    hand.set_weights(exported.get_weights())  # same layers, so the weights line up
+    x = rng.normal(size=(BATCH, SIZE, SIZE, CHANNELS)).astype("float32")
+    same = np.max(np.abs(exported.predict_on_batch(x) - hand.predict_on_batch(x)))
+    assert same < 1e-5, f"the hand-written network differs from the export by {same}"
+
+    for _ in range(3):  # warm-up: compilation and caches
+        seconds_per_call(exported, x)
+        seconds_per_call(hand, x)
+    times: dict[str, list[float]] = {"exported": [], "hand": []}
+    models = {"exported": exported, "hand": hand}
+    for repeat in range(args.repeats):
+        # Alternating which runs first cancels any advantage of going second.
+        order = ("exported", "hand") if repeat % 2 == 0 else ("hand", "exported")
+        for name in order:
+            times[name].append(seconds_per_call(models[name], x))
+    exported_ms = 1e3 * statistics.median(times["exported"])
+    hand_ms = 1e3 * statistics.median(times["hand"])
+    print(
+        f"backend={keras.backend.backend()} batch={BATCH} input={SIZE}x{SIZE}x{CHANNELS} "
+        f"repeats={args.repeats}: exported {exported_ms:.2f} ms, hand-written "
+        f"{hand_ms:.2f} ms, ratio {exported_ms / hand_ms:.3f} (goal <= 1.01)"
+    )
+
+
+if __name__ == "__main__":
+    main()

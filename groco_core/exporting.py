@@ -1,0 +1,237 @@
+"""Export: an equivalent model made of stock Keras layers only, kernels pre-transformed.
+
+The exported model runs without any group machinery (no gather at call time) and loads where
+groco is not installed. Every groco layer implements `export_plain(inputs)`: given the
+symbolic input of the layer, it returns the output computed with stock `keras.layers` only.
+The helpers here (`to_channels_last`, `merge_group_axis`, ...) are shared by those methods.
+
+Example:
+    >>> import keras
+    >>> from groco_core import GroupConv2D
+    >>> from groco_core import export
+    >>> inputs = keras.Input((9, 9, 3))
+    >>> model = keras.Model(inputs, GroupConv2D(4, 3, group="P4M")(inputs))
+    >>> plain = export(model)
+    >>> sorted({type(layer).__module__.split(".")[0] for layer in plain.layers})
+    ['keras']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _is_groco_layer(layer: Any) -> bool:
+    if type(layer).__module__.split(".")[0].startswith("groco"):
+        return True
+    from groco_core.registry import list_layers
+
+    return isinstance(layer, tuple(list_layers()))
+
+
+def export(model: keras.Model) -> keras.Model:
+    """An equivalent functional model made only of stock Keras layers.
+
+    Groco layers are replaced by what their `export_plain` builds (kernels transformed once,
+    biases tiled over the group); other layers are cloned with their weights. The result
+    gives the same outputs (to float32 round-off), saves to `.keras`, and loads with plain
+    Keras.
+
+    Args:
+        model: a built Sequential or functional model (nested models are exported too).
+
+    Returns:
+        A new functional `keras.Model` with the same inputs and outputs.
+
+    Raises:
+        TypeError: when `model` is not a Keras model, or a groco layer has no `export_plain`.
+        ValueError: when `model` is a Sequential model without a known input, or a groco
+            layer is shared (called more than once).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"export takes a keras.Model. Received: model of type {type(model).__name__}"
+        )
+    if isinstance(model, keras.Sequential):
+        try:
+            inputs, outputs = model.inputs, model.outputs
+        except (AttributeError, ValueError):
+            inputs = outputs = None
+        if not inputs:
+            raise ValueError(
+                f"export needs a Sequential model that knows its input shape. Received: "
+                f"model={model.name!r}, which has no defined input. Start it with "
+                "keras.Input(shape) or build it by calling it on data."
+            )
+        if len(inputs) == 1 and len(outputs) == 1:
+            inputs, outputs = inputs[0], outputs[0]
+        model = keras.Model(inputs, outputs, name=model.name)
+
+    clones: dict[int, keras.layers.Layer] = {}
+    originals: dict[int, keras.layers.Layer] = {}
+    exported: set[int] = set()
+
+    def clone_function(layer: Any) -> Any:
+        if _is_groco_layer(layer) or not isinstance(layer, keras.layers.Layer):
+            return layer  # groco layers are replaced at call time; keras ops are stateless
+        if isinstance(layer, keras.Model):
+            return export(layer)
+        if id(layer) not in clones:
+            clone = type(layer).from_config(layer.get_config())
+            clones[id(layer)] = clone
+            originals[id(clone)] = layer
+        return clones[id(layer)]
+
+    def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        if _is_groco_layer(layer):
+            if not hasattr(layer, "export_plain"):
+                raise TypeError(
+                    f"Layer {layer.name!r} of class {type(layer).__name__} has no "
+                    "export_plain method, so export cannot replace it with stock Keras "
+                    "layers. Implement export_plain(self, inputs) on that class."
+                )
+            if id(layer) in exported:
+                raise ValueError(
+                    f"export does not support a groco layer called more than once. Received: "
+                    f"layer {layer.name!r}, shared between several calls. Use one layer per "
+                    "call."
+                )
+            exported.add(id(layer))
+            return layer.export_plain(args[0])
+        outputs = layer(*args, **kwargs)
+        original = originals.pop(id(layer), None)
+        if original is not None:
+            layer.set_weights(original.get_weights())
+        return outputs
+
+    return keras.models.clone_model(
+        model, clone_function=clone_function, call_function=call_function
+    )
+
+
+# -- building blocks for export_plain ------------------------------------------------------
+
+
+def to_channels_last(layer: Any, x: Any) -> Any:
+    """Moves the channels of a `channels_first` input last (identity for `channels_last`)."""
+    if layer.data_format == "channels_last":
+        return x
+    rank = len(x.shape) - 1
+    return keras.layers.Permute((*range(2, rank + 1), 1), name=f"{layer.name}_channels_last")(x)
+
+
+def to_channels_first(layer: Any, x: Any) -> Any:
+    """Undoes `to_channels_last`."""
+    if layer.data_format == "channels_last":
+        return x
+    rank = len(x.shape) - 1
+    return keras.layers.Permute((rank, *range(1, rank)), name=f"{layer.name}_channels_first")(x)
+
+
+def _reshape(layer: Any, x: Any, target: tuple, suffix: str) -> Any:
+    target = tuple(-1 if n is None else int(n) for n in target)
+    if target.count(-1) > 1:
+        raise ValueError(
+            f"export needs known spatial sizes to reshape the output of layer {layer.name!r}. "
+            f"Received: a tensor of shape {tuple(x.shape)}. Give the model's Input a full "
+            "shape, e.g. keras.Input((32, 32, 3))."
+        )
+    return keras.layers.Reshape(target, name=f"{layer.name}_{suffix}")(x)
+
+
+def merge_group_axis(layer: Any, x: Any) -> Any:
+    """`(batch, *spatial, |G|, C)` → `(batch, *spatial, |G|·C)` (index `k·C + c`)."""
+    return _reshape(layer, x, (*x.shape[1:-2], x.shape[-2] * x.shape[-1]), "merge_group")
+
+
+def split_group_axis(layer: Any, x: Any, order: int) -> Any:
+    """`(batch, *spatial, order·F)` → `(batch, *spatial, order, F)`."""
+    return _reshape(layer, x, (*x.shape[1:-1], order, x.shape[-1] // order), "split_group")
+
+
+def apply_activation(layer: Any, x: Any) -> Any:
+    """The layer's activation as a stock `Activation` layer (after the group axis is split
+    off, so activations over an axis, such as softmax, see the same axis)."""
+    activation = getattr(layer, "activation", None)
+    if activation is None or activation is keras.activations.linear:
+        return x
+    return keras.layers.Activation(activation, name=f"{layer.name}_activation")(x)
+
+
+def _plain_weights(layer: Any, order: int) -> list[np.ndarray]:
+    weights = [ops.convert_to_numpy(layer.transformed_kernel())]
+    if layer.use_bias:
+        weights.append(np.tile(ops.convert_to_numpy(layer.bias), order))
+    return weights
+
+
+def export_group_conv(layer: Any, inputs: Any) -> Any:
+    """`export_plain` of `BaseGroupConv`: padding, one plain convolution, reshape.
+
+    Args:
+        layer: a built `GroupConv1D/2D/3D`.
+        inputs: the layer's symbolic input.
+
+    Returns:
+        The symbolic output, equal to `layer(inputs)`.
+    """
+    x = to_channels_last(layer, inputs)
+    if not layer.lifting:
+        x = merge_group_axis(layer, x)
+    paddings = layer._paddings(tuple(x.shape[1 : 1 + layer.rank]))
+    if any(before or after for before, after in paddings):
+        padding_layer = getattr(keras.layers, f"ZeroPadding{layer.rank}D")
+        x = padding_layer(paddings[0] if layer.rank == 1 else paddings, name=f"{layer.name}_pad")(x)
+    order = len(layer._output_elements)
+    conv = getattr(keras.layers, f"Conv{layer.rank}D")(
+        order * layer.filters,
+        layer.kernel_size,
+        strides=layer.strides,
+        padding="valid",
+        data_format="channels_last",
+        dilation_rate=layer.dilation_rate,
+        use_bias=layer.use_bias,
+        kernel_initializer="zeros",  # overwritten; zeros skip a random draw per shape
+        name=f"{layer.name}_conv",
+    )
+    x = conv(x)
+    conv.set_weights(_plain_weights(layer, order))
+    x = apply_activation(layer, split_group_axis(layer, x, order))
+    return to_channels_first(layer, x)
+
+
+def export_group_conv_transpose(layer: Any, inputs: Any) -> Any:
+    """`export_plain` of `BaseGroupConvTranspose`: one plain transposed convolution, then
+    the window (zero input rows and cropping, see `plain_window`), then reshape."""
+    x = to_channels_last(layer, inputs)
+    if not layer.lifting:
+        x = merge_group_axis(layer, x)
+    input_padding, cropping = layer.plain_window()
+    rank = layer.rank
+    if any(before or after for before, after in input_padding):
+        padding_layer = getattr(keras.layers, f"ZeroPadding{rank}D")
+        x = padding_layer(
+            input_padding[0] if rank == 1 else input_padding, name=f"{layer.name}_pad"
+        )(x)
+    order = layer.group.order
+    conv = getattr(keras.layers, f"Conv{rank}DTranspose")(
+        order * layer.filters,
+        layer._extents,  # the dilation is built into the transformed kernel
+        strides=layer.strides,
+        padding="valid",
+        data_format="channels_last",
+        use_bias=layer.use_bias,
+        kernel_initializer="zeros",  # overwritten; zeros skip a random draw per shape
+        name=f"{layer.name}_conv_transpose",
+    )
+    x = conv(x)
+    conv.set_weights(_plain_weights(layer, order))
+    if any(before or after for before, after in cropping):
+        cropping_layer = getattr(keras.layers, f"Cropping{rank}D")
+        x = cropping_layer(cropping[0] if rank == 1 else cropping, name=f"{layer.name}_crop")(x)
+    x = apply_activation(layer, split_group_axis(layer, x, order))
+    return to_channels_first(layer, x)

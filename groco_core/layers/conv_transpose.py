@@ -1,0 +1,318 @@
+"""Transposed group convolutions: upsampling in space and from a subgroup H to the group G.
+
+With input `f` on `H ⊂ G` (or an image, for lifting) and output on `G`:
+`out(p, g) = Σ_q Σ_{k∈H} Σ_c f_c(q, k) ψ_c(M_g⁻¹ (p − s·q), g⁻¹k)`, equivariant under H.
+As in `BaseGroupConv`, the kernel is transformed by one gather (indices built in numpy at
+build time) and handed to one `keras.ops.conv_transpose`, the group axes merged into the
+channel axes.
+
+The full transposed output (length `(n − 1)·s + extent` per axis, every point the kernel
+reaches) is centred on the input grid scaled by the stride; an output is equivariant exactly
+when it crops the full output equally on both sides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from groco_core.groups import PointGroup
+from groco_core.layers import arguments
+from groco_core.layers.conv import BaseGroupConv
+
+
+def keras_transposed_window(
+    extent: int, stride: int, padding: str, output_padding: int | None
+) -> tuple[int, int]:
+    """Where Keras's transposed convolution output sits in the full transposed output.
+
+    Returns `(start, trim)`: the output starts `start` points into the full output (length
+    `L = (n − 1)·stride + extent`) and has length `L − trim`; negative values mean zeros
+    beyond the full output. Follows Keras's rule for `padding` and `output_padding`.
+    """
+    if padding == "valid":
+        extra = max(extent, stride) - extent if output_padding is None else output_padding
+        left, right = extent - 1, extent - 1 + extra
+    else:
+        if output_padding is None:
+            total = stride + extent - 2
+        else:
+            total = extent + extent % 2 - 2 + output_padding
+        left = min(total // 2 + total % 2, extent - 1)
+        right = total - left
+    return extent - 1 - left, 2 * (extent - 1) - left - right
+
+
+def transposed_window(
+    extent: int,
+    stride: int,
+    padding: str,
+    output_padding: int | None,
+    allow_non_equivariance: bool,
+    layer_name: str,
+) -> tuple[int, int]:
+    """`(start, trim)` of one spatial axis of an equivariant transposed convolution.
+
+    `valid` / `same` are Keras's own windows, accepted when they crop the full output equally
+    on both sides (`2·start == trim`). `valid_equiv` / `same_equiv` start from Keras's output
+    length and take the smallest symmetric window at least that long (one point longer when
+    the difference is odd).
+
+    Raises:
+        ValueError: when `valid` / `same` is not centred, unless `allow_non_equivariance`.
+    """
+    base = "same" if padding.startswith("same") else "valid"
+    start, trim = keras_transposed_window(extent, stride, base, output_padding)
+    if padding.endswith("_equiv"):
+        half = trim // 2
+        return half, 2 * half
+    if 2 * start == trim or allow_non_equivariance:
+        return start, trim
+    padding_note = "" if output_padding is None else f" and output_padding {output_padding}"
+    raise ValueError(
+        f"{layer_name}: padding={padding!r} breaks equivariance for kernel extent {extent}, "
+        f"stride {stride}{padding_note}: Keras crops {start} point(s) before and "
+        f"{trim - start} after the full transposed output, so the output grid is not centred "
+        f"on the input grid scaled by the stride. Use padding='{base}_equiv', which crops "
+        "equally on both sides, or pass allow_non_equivariance=True."
+    )
+
+
+class BaseGroupConvTranspose(BaseGroupConv):
+    """Rank-generic transposed group convolution; `GroupConv{1,2,3}DTranspose` fix `rank`.
+
+    The input lives on `subgroup` (default: `group`), or is an image (lifting); the output
+    lives on `group`. `GroupConv2DTranspose(8, 3, group="P4M", subgroup="P4")` maps a P4
+    signal to a P4M signal, equivariantly under P4.
+
+    Args:
+        rank: number of spatial axes.
+        filters: number of output fields (per element of `group`).
+        kernel_size, strides, output_padding, dilation_rate, activation, use_bias,
+            *_initializer, *_regularizer, *_constraint, data_format: as in
+            `keras.layers.Conv2DTranspose`.
+        group: the point group the output lives on (name or object), of dimension `rank`.
+        subgroup: name of a subgroup of `group` on which the input lives; default `group`.
+        padding: `"valid_equiv"` (default) or `"same_equiv"`: Keras's `valid` / `same` output
+            length, made the smallest window that crops the full transposed output equally
+            on both sides (at most one point longer); `"valid"` / `"same"`: Keras's own,
+            accepted only where equivariant.
+        allow_non_equivariance: accept configurations that break equivariance.
+
+    Input shape:
+        Lifting: `(batch, *spatial, channels)`; otherwise `(batch, *spatial, |subgroup|,
+        channels)` (`channels_first`: channels on axis 1, group axis last).
+
+    Output shape:
+        `(batch, *new_spatial, |group|, filters)` (`channels_first`: `(batch, filters,
+        *new_spatial, |group|)`), `new_spatial = (n − 1)·strides + extent − trim` per axis,
+        with `trim` set by `padding` and `output_padding` (0 for `valid_equiv` when
+        `kernel_size ≥ strides`).
+
+    Raises:
+        ValueError / TypeError: for arguments or inputs the layer cannot use, naming the
+            argument, the value received and the fix.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        filters: int,
+        kernel_size: int | tuple[int, ...],
+        group: str | PointGroup,
+        subgroup: str | PointGroup | None = None,
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid_equiv",
+        output_padding: int | tuple[int, ...] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(rank, filters, kernel_size, group, subgroup, strides, padding, **kwargs)
+        layer_name = type(self).__name__
+        # The base class resolves `subgroup` as the output's group; here the input lives on it.
+        self._input_elements = self._output_elements
+        self._output_elements = tuple(range(self.group.order))
+        if output_padding is None:
+            self.output_padding = None
+        else:
+            self.output_padding = arguments.normalize_tuple(
+                output_padding, rank, "output_padding", minimum=0
+            )
+            if any(p >= s for p, s in zip(self.output_padding, self.strides, strict=True)):
+                raise ValueError(
+                    "output_padding must be smaller than strides on every axis. Received: "
+                    f"output_padding={self.output_padding}, strides={self.strides}. Lower "
+                    "output_padding or leave it None."
+                )
+            arguments.check_invariant_under_group(self.group, self.output_padding, "output_padding")
+        extra_padding = self.output_padding or (None,) * rank
+        self._windows = tuple(
+            transposed_window(e, s, self.padding, p, self.allow_non_equivariance, layer_name)
+            for e, s, p in zip(self._extents, self.strides, extra_padding, strict=True)
+        )
+
+    @property
+    def input_group(self) -> PointGroup:
+        """The group the input lives on (when it is not an image)."""
+        return self.subgroup
+
+    @property
+    def output_group(self) -> PointGroup:
+        return self.group
+
+    def _output_spatial(self, spatial: tuple) -> tuple:
+        return tuple(
+            None if n is None else (n - 1) * s + e - trim
+            for n, e, s, (_, trim) in zip(
+                spatial, self._extents, self.strides, self._windows, strict=True
+            )
+        )
+
+    def plain_window(self) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+        """`(input_padding, cropping)`: per axis, zero rows added around the input (0 or 1)
+        and points cropped from Keras's `valid` transposed output to get this layer's output.
+
+        A zero input row adds `stride` output points that get the bias but no data, which is
+        what a window reaching beyond the full output needs (it never reaches `stride` past).
+        """
+        input_padding, cropping = [], []
+        for e, s, (start, trim) in zip(self._extents, self.strides, self._windows, strict=True):
+            # Keras's `valid` output holds max(s − e, 0) zero points after the full output.
+            tail = trim + max(s - e, 0) - start
+            pad_before, pad_after = int(start < 0), int(tail < 0)
+            input_padding.append((pad_before, pad_after))
+            cropping.append((start + s * pad_before, tail + s * pad_after))
+        return tuple(input_padding), tuple(cropping)
+
+    def build(self, input_shape: tuple) -> None:
+        self._check_input_shape(input_shape, self.subgroup, "subgroup")
+        self._add_kernel_and_bias()
+
+    def transformed_kernel_indices(self) -> np.ndarray:
+        """Gather indices into the kernel's leading axes, `(|G|, extent points[, |H|])`.
+
+        Row `g` lists, for every point `r` of the dilated kernel grid (and input element `k`
+        of H), where `ψ(M_g⁻¹ r[, g⁻¹k])` is stored: the forward table over all of G,
+        restricted to the input elements. Holes of a dilated kernel point one past the
+        kernel, where `transformed_kernel` appends a zero: TensorFlow's CPU transposed
+        convolution has no dilation, so the dilation is built into the kernel.
+        """
+        indices = super().transformed_kernel_indices()
+        if not self.lifting:
+            indices = indices[:, :, list(self._input_elements)]
+        if self._extents == self.kernel_size:
+            return indices
+        group_size = 1 if self.lifting else self.group.order
+        hole = int(np.prod(self.kernel_size)) * group_size
+        points = np.indices(self.kernel_size).reshape(self.rank, -1)
+        dilated = np.ravel_multi_index(
+            tuple(points * np.asarray(self.dilation_rate)[:, None]), self._extents
+        )
+        spread = np.full((indices.shape[0], int(np.prod(self._extents)), *indices.shape[2:]), hole)
+        spread[:, dilated] = indices
+        return spread
+
+    def transformed_kernel(self) -> Any:
+        """The kernel of the equivalent plain transposed convolution (dilation built in), in
+        Keras's layout `(*extents, |G|·filters, [|H|·]in_channels)`."""
+        points = int(np.prod(self.kernel_size))
+        group_size = 1 if self.lifting else self.group.order
+        flat = ops.reshape(self.kernel, (points * group_size, self.in_channels, self.filters))
+        if self._extents != self.kernel_size:
+            zero = ops.zeros((1, self.in_channels, self.filters), dtype=flat.dtype)
+            flat = ops.concatenate([flat, zero], axis=0)
+        gathered = ops.take(flat, self._kernel_gather, axis=0)
+        # (|G|, extent points[, |H|], C, F) → (extent points, |G|, F[, |H|], C)
+        if self.lifting:
+            moved = ops.transpose(gathered, (1, 0, 3, 2))
+            in_size = self.in_channels
+        else:
+            moved = ops.transpose(gathered, (1, 0, 4, 2, 3))
+            in_size = len(self._input_elements) * self.in_channels
+        return ops.reshape(moved, self._extents + (self.group.order * self.filters, in_size))
+
+    def call(self, inputs: Any) -> Any:
+        # channels_first is handled by moving channels last: TensorFlow's CPU convolutions
+        # only support channels_last, and the group axis must sit next to the channels.
+        channels_first = self.data_format == "channels_first"
+        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        if not self.lifting:
+            shape = ops.shape(x)
+            x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+        input_padding, cropping = self.plain_window()
+        if any(before or after for before, after in input_padding):
+            x = ops.pad(x, [(0, 0), *input_padding, (0, 0)])
+        y = ops.conv_transpose(
+            x,
+            self.transformed_kernel(),
+            strides=self.strides,
+            padding="valid",
+            data_format="channels_last",
+        )
+        y = y[(slice(None),) + tuple(slice(b, -a if a else None) for b, a in cropping)]
+        shape = ops.shape(y)
+        y = ops.reshape(y, (-1, *shape[1:-1], self.group.order, self.filters))
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return ops.moveaxis(y, -1, 1) if channels_first else y
+
+    def export_plain(self, inputs: Any) -> Any:
+        """The same computation with stock Keras layers only (see `groco_core.export`)."""
+        from groco_core.exporting import export_group_conv_transpose
+
+        return export_group_conv_transpose(self, inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["output_padding"] = self.output_padding
+        return config
+
+
+def _thin_init(rank: int):
+    def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
+        BaseGroupConvTranspose.__init__(self, rank, filters, kernel_size, group, subgroup, **kwargs)
+
+    return __init__
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupConv1DTranspose(BaseGroupConvTranspose):
+    """1D transposed group convolution (groups of the line, e.g. `"LM"`); see
+    `BaseGroupConvTranspose` for the arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_core.layers.conv_transpose import GroupConv1DTranspose
+        >>> GroupConv1DTranspose(4, 2, group="LM", strides=2)(np.zeros((2, 5, 2, 3))).shape
+        (2, 10, 2, 4)
+    """
+
+    __init__ = _thin_init(1)
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupConv2DTranspose(BaseGroupConvTranspose):
+    """2D transposed group convolution; see `BaseGroupConvTranspose` for the arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_core.layers.conv_transpose import GroupConv2DTranspose
+        >>> on_p4 = np.zeros((2, 5, 5, 4, 3), dtype="float32")
+        >>> layer = GroupConv2DTranspose(6, 2, group="P4M", subgroup="P4", strides=2)
+        >>> layer(on_p4).shape
+        (2, 10, 10, 8, 6)
+    """
+
+    __init__ = _thin_init(2)
+
+
+@keras.saving.register_keras_serializable(package="groco")
+class GroupConv3DTranspose(BaseGroupConvTranspose):
+    """3D transposed group convolution (cubic-lattice groups); see
+    `BaseGroupConvTranspose` for the arguments."""
+
+    __init__ = _thin_init(3)
