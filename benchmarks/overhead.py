@@ -27,7 +27,9 @@ BATCH, SIZE, KERNEL, FIELDS = 32, 28, 3, 16
 def _models(group_name: str) -> tuple[keras.Model, keras.Model, np.ndarray, np.ndarray]:
     order = get_group(group_name).order
     group_input = keras.Input((SIZE, SIZE, order, FIELDS))
-    group_model = keras.Model(group_input, GroupConv2D(FIELDS, KERNEL, group=group_name)(group_input))
+    group_model = keras.Model(
+        group_input, GroupConv2D(FIELDS, KERNEL, group=group_name)(group_input)
+    )
     plain_input = keras.Input((SIZE, SIZE, order * FIELDS))
     plain_model = keras.Model(plain_input, keras.layers.Conv2D(order * FIELDS, KERNEL)(plain_input))
     for model in (group_model, plain_model):
@@ -56,7 +58,10 @@ def train_step_ratio(group_name: str, repeats: int, steps: int) -> dict:
     group_times, plain_times = [], []
     for repeat in range(repeats):
         # Alternate which goes first so drifts in machine load hit both alike.
-        pair = [(group_model, x, y_group, group_times), (plain_model, x_plain, y_plain, plain_times)]
+        pair = [
+            (group_model, x, y_group, group_times),
+            (plain_model, x_plain, y_plain, plain_times),
+        ]
         for model, inputs, targets, times in pair if repeat % 2 == 0 else pair[::-1]:
             times.append(_time_steps(model, inputs, targets, steps))
     group_median, plain_median = statistics.median(group_times), statistics.median(plain_times)

@@ -302,8 +302,9 @@ class MatrixGroup(PointGroup):
         matrix = self._matrices[element]
         out_shape = tuple(int(n) for n in np.abs(matrix) @ np.asarray(shape))
         # out[p] = x[M⁻¹ p]: gather over the flattened grid, with the grid axes moved first.
-        source = _flat_index(_doubled_coordinates(out_shape) @ self._matrices[
-            self._inverses[element]].T, shape)
+        source = _flat_index(
+            _doubled_coordinates(out_shape) @ self._matrices[self._inverses[element]].T, shape
+        )
         if np.any(source < 0):
             raise ValueError(
                 f"Group {self.name} does not map a grid of shape {shape} onto a grid; "
@@ -311,9 +312,9 @@ class MatrixGroup(PointGroup):
             )
         others = [a for a in range(rank) if a not in axes]
         moved = ops.transpose(x, axes + others)
-        flat = ops.reshape(moved, (-1,) + tuple(moved.shape[len(axes):]))
+        flat = ops.reshape(moved, (-1,) + tuple(moved.shape[len(axes) :]))
         gathered = ops.take(flat, ops.convert_to_tensor(source.astype("int32")), axis=0)
-        unflat = ops.reshape(gathered, out_shape + tuple(moved.shape[len(axes):]))
+        unflat = ops.reshape(gathered, out_shape + tuple(moved.shape[len(axes) :]))
         result = ops.transpose(unflat, list(np.argsort(axes + others)))
         if group_axis is not None:
             permutation = self._cayley[self._inverses[element]].astype("int32")

@@ -84,11 +84,13 @@ def check_equivariance(
     x = ops.convert_to_tensor(ops.convert_to_numpy(x).astype("float32"))
     y = layer(x)
     in_rank, out_rank = len(x.shape), len(y.shape)
-    in_spatial, in_group_axis = _layout(in_rank, spatial_dims, channels_last,
-                                        in_rank == spatial_dims + 3)
+    in_spatial, in_group_axis = _layout(
+        in_rank, spatial_dims, channels_last, in_rank == spatial_dims + 3
+    )
     invariant_output = out_rank == 2
-    out_spatial, out_group_axis = _layout(out_rank, spatial_dims, channels_last,
-                                          out_rank == spatial_dims + 3)
+    out_spatial, out_group_axis = _layout(
+        out_rank, spatial_dims, channels_last, out_rank == spatial_dims + 3
+    )
     worst = 0.0
     for element in range(acting.order) if elements is None else elements:
         matrix = acting.matrices[element]

@@ -28,8 +28,7 @@ class GroupDefinition(BaseModel):
             raise ValueError(f"matrices must be numbers, got dtype {array.dtype}")
         if array.ndim != 3 or array.shape[1] != array.shape[2] or array.shape[0] == 0:
             raise ValueError(
-                "matrices must have shape (order, d, d) with order >= 1, "
-                f"got shape {array.shape}"
+                f"matrices must have shape (order, d, d) with order >= 1, got shape {array.shape}"
             )
         if not 1 <= array.shape[1] <= 3:
             raise ValueError(f"the dimension d must be 1, 2 or 3, got {array.shape[1]}")

@@ -18,8 +18,9 @@ SQUARE_GROUPS = ["P4M", "P4", "P2MM", "CMM", "PMh", "PMv", "PMd", "PMa", "P2", "
 def correlate(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Plain 'valid' cross-correlation in numpy: x (b, *s, c), kernel (*k, c, f)."""
     spatial = kernel.ndim - 2
-    windows = np.lib.stride_tricks.sliding_window_view(x, kernel.shape[:spatial], axis=tuple(
-        range(1, 1 + spatial)))
+    windows = np.lib.stride_tricks.sliding_window_view(
+        x, kernel.shape[:spatial], axis=tuple(range(1, 1 + spatial))
+    )
     # windows: (b, *out, c, *k)
     letters = "ijk"[:spatial]
     return np.einsum(f"b...c{letters},{letters}cf->b...f", windows, kernel)
@@ -132,8 +133,10 @@ def test_check_equivariance_from_the_testing_kit_agrees(rng):
     assert check_equivariance(layer, x) < 1e-4
     # It detects a broken layer: a plain convolution is not equivariant.
     plain = keras.layers.Conv2D(4, 3)
-    assert check_equivariance(plain, x[..., 0, :], group="P4", output_group="P1",
-                              acting_subgroup="P1") < 1e-6
+    assert (
+        check_equivariance(plain, x[..., 0, :], group="P4", output_group="P1", acting_subgroup="P1")
+        < 1e-6
+    )
 
 
 def test_non_equivariant_configuration_is_detectably_broken_when_allowed(rng):
@@ -152,8 +155,9 @@ def test_group_conv_1d_is_equivariant_under_reflection(rng):
     y = ops.convert_to_numpy(lift(x))
     assert y.shape == (3, 5, 2, 4)
     conv = GroupConv1D(2, 2, group="LM", subgroup="L1")
-    err = max_equivariance_error(conv, y, get_group("L1").matrices, group.matrices,
-                                 get_group("L1").matrices, spatial_dims=1)
+    err = max_equivariance_error(
+        conv, y, get_group("L1").matrices, group.matrices, get_group("L1").matrices, spatial_dims=1
+    )
     assert err < 1e-5
 
 
@@ -192,8 +196,9 @@ def test_group_conv_3d_with_a_plugin_group(register_plugin, rng):
     y = ops.convert_to_numpy(lift(x))
     assert y.shape == (1, 3, 3, 3, 8, 2)
     conv = GroupConv3D(2, (3, 3, 3), group="TestD4h", padding="same_equiv")
-    err = max_equivariance_error(conv, y, group.matrices, group.matrices, group.matrices,
-                                 spatial_dims=3)
+    err = max_equivariance_error(
+        conv, y, group.matrices, group.matrices, group.matrices, spatial_dims=3
+    )
     assert err < 1e-4
 
 
@@ -246,8 +251,16 @@ def test_functional_model_and_keras_file_round_trip(tmp_path, rng):
 
 def test_get_config_round_trip(rng):
     layer = GroupConv2D(
-        3, (2, 2), group="p4m", subgroup="CMM", padding="same_equiv", strides=1,
-        data_format="channels_first", dilation_rate=2, activation="tanh", use_bias=False,
+        3,
+        (2, 2),
+        group="p4m",
+        subgroup="CMM",
+        padding="same_equiv",
+        strides=1,
+        data_format="channels_first",
+        dilation_rate=2,
+        activation="tanh",
+        use_bias=False,
         kernel_regularizer="l2",
     )
     config = layer.get_config()
@@ -302,8 +315,11 @@ def test_a_rectangular_kernel_is_fine_for_axis_mirrors():
     ("layer_kwargs", "shape", "message"),
     [
         ({"strides": 2}, (1, 8, 8, 3), r"no padding makes this layer equivariant for input size 8"),
-        ({"strides": 2, "padding": "valid", "kernel_size": 2}, (1, 9, 9, 3),
-         r"padding='valid' breaks equivariance.*Use padding='valid_equiv'"),
+        (
+            {"strides": 2, "padding": "valid", "kernel_size": 2},
+            (1, 9, 9, 3),
+            r"padding='valid' breaks equivariance.*Use padding='valid_equiv'",
+        ),
         ({"kernel_size": 2, "padding": "same"}, (1, 9, 9, 3), r"padding='same' breaks"),
         ({}, (1, 9, 9, 4, 3), r"group axis \(axis -2\) of length 8.*Groups of that order: "),
         ({}, (1, 9, 3), r"takes an image of rank 4 \(lifting\) or a signal on the group of rank"),

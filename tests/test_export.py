@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from groco_core import MatrixGroup, hookimpl, registry
-from groco_core import export
+from groco_core import MatrixGroup, export, hookimpl, registry
 from groco_core.layers.conv import GroupConv2D
 from groco_core.layers.conv_transpose import GroupConv2DTranspose
 

@@ -11,7 +11,15 @@ from transforms import act, act_on_grid
 from groco_core import MatrixGroup, get_group, list_groups
 
 SQUARE_ORDERS = {
-    "P4M": 8, "P4": 4, "P2MM": 4, "CMM": 4, "PMh": 2, "PMv": 2, "PMd": 2, "PMa": 2, "P2": 2,
+    "P4M": 8,
+    "P4": 4,
+    "P2MM": 4,
+    "CMM": 4,
+    "PMh": 2,
+    "PMv": 2,
+    "PMd": 2,
+    "PMa": 2,
+    "P2": 2,
     "P1": 1,
 }
 ALL_GROUPS = list(SQUARE_ORDERS) + ["LM", "L1"]
@@ -90,7 +98,7 @@ def test_cosets_partition_the_group(sub, side):
     assert cosets[0] == members
     for coset in cosets:
         rep = group.matrices[coset[0]]
-        for h, element in zip(members, coset):
+        for h, element in zip(members, coset, strict=True):
             product = rep @ group.matrices[h] if side == "left" else group.matrices[h] @ rep
             assert np.array_equal(group.matrices[element], product)
 

@@ -27,8 +27,9 @@ def act_on_grid(x: np.ndarray, matrix: np.ndarray, spatial_axes: tuple[int, ...]
     return np.transpose(flipped, order)
 
 
-def act_on_group_axis(x: np.ndarray, matrices: np.ndarray, element_matrix: np.ndarray,
-                      group_axis: int) -> np.ndarray:
+def act_on_group_axis(
+    x: np.ndarray, matrices: np.ndarray, element_matrix: np.ndarray, group_axis: int
+) -> np.ndarray:
     """out[..., h, ...] = x[..., index of M_g⁻¹ M_h, ...] for the listed group `matrices`."""
     inverse = np.rint(np.linalg.inv(element_matrix)).astype(int)
     keys = [m.tobytes() for m in np.asarray(matrices, dtype=np.int64)]
@@ -44,8 +45,9 @@ def act(x, matrix, spatial_axes, group_matrices=None, group_axis=None):
     return out
 
 
-def max_equivariance_error(layer, x, acting_matrices, in_group=None, out_group=None,
-                           channels_last=True, spatial_dims=2):
+def max_equivariance_error(
+    layer, x, acting_matrices, in_group=None, out_group=None, channels_last=True, spatial_dims=2
+):
     """max |L(g·x) − g·L(x)| over the acting matrices, with the transforms above.
 
     `in_group` / `out_group` are the matrices of the groups the input / output live on (None

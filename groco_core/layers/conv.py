@@ -139,7 +139,9 @@ class BaseGroupConv(keras.layers.Layer):
 
     @property
     def _extents(self) -> tuple[int, ...]:
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True))
+        return tuple(
+            d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True)
+        )
 
     def _spatial_shape(self, shape: tuple) -> tuple:
         if self.data_format == "channels_last":

@@ -39,8 +39,16 @@ MIRROR_ANTI_DIAGONAL = [[0, -1], [-1, 0]]
 
 SQUARE_GROUPS = {
     "P4M": (
-        [IDENTITY, QUARTER_TURN, HALF_TURN, THREE_QUARTER_TURN,
-         MIRROR_ROWS, MIRROR_COLS, MIRROR_MAIN_DIAGONAL, MIRROR_ANTI_DIAGONAL],
+        [
+            IDENTITY,
+            QUARTER_TURN,
+            HALF_TURN,
+            THREE_QUARTER_TURN,
+            MIRROR_ROWS,
+            MIRROR_COLS,
+            MIRROR_MAIN_DIAGONAL,
+            MIRROR_ANTI_DIAGONAL,
+        ],
         "quarter turns and the four mirrors (rows, columns, both diagonals)",
     ),
     "P4": ([IDENTITY, QUARTER_TURN, HALF_TURN, THREE_QUARTER_TURN], "quarter turns"),
