@@ -16,6 +16,7 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
+from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
 
@@ -34,7 +35,28 @@ def resolve_group_pair(
     return group, subgroup, group.subgroup_indices(subgroup)
 
 
-class BaseGroupConv(keras.layers.Layer):
+def add_kernel_and_bias(layer: keras.layers.Layer, kernel_shape: tuple[int, ...]) -> None:
+    """Creates `layer.kernel` (untransformed) and `layer.bias` (one per output field, shared
+    over the group) from the layer's initializers, regularizers and constraints."""
+    layer.kernel = layer.add_weight(
+        name="kernel",
+        shape=kernel_shape,
+        initializer=layer.kernel_initializer,
+        regularizer=layer.kernel_regularizer,
+        constraint=layer.kernel_constraint,
+    )
+    layer.bias = None
+    if layer.use_bias:
+        layer.bias = layer.add_weight(
+            name="bias",
+            shape=kernel_shape[-1:],
+            initializer=layer.bias_initializer,
+            regularizer=layer.bias_regularizer,
+            constraint=layer.bias_constraint,
+        )
+
+
+class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
     """Rank-generic group convolution; `GroupConv1D/2D/3D` only fix `rank`.
 
     Args:
@@ -206,23 +228,8 @@ class BaseGroupConv(keras.layers.Layer):
 
     def _add_kernel_and_bias(self) -> None:
         group_axis_size = () if self.lifting else (self.group.order,)
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=self.kernel_size + group_axis_size + (self.in_channels, self.filters),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.bias = (
-            self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
+        add_kernel_and_bias(
+            self, self.kernel_size + group_axis_size + (self.in_channels, self.filters)
         )
         # Kept in numpy: a backend tensor made here could belong to a graph being traced.
         self._kernel_gather = self.transformed_kernel_indices().astype("int32")
@@ -297,15 +304,6 @@ class BaseGroupConv(keras.layers.Layer):
         from groco_core.exporting import export_group_conv
 
         return export_group_conv(self, inputs)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> BaseGroupConv:
-        # Keras turns any error raised by the constructor into a TypeError about
-        # deserialization; a group no plugin provides deserves its own ValueError.
-        for name in (config.get("group"), config.get("subgroup")):
-            if isinstance(name, str):
-                get_group(name)
-        return super().from_config(config)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -14,11 +14,13 @@ import numpy as np
 from keras import ops
 
 from groco_core.groups import PointGroup
+from groco_core.layers.conv import add_kernel_and_bias
 from groco_core.layers.reduce import check_group_axis, fixed_dense, resolve_subgroup, static_shape
+from groco_core.layers.serialization import RegisteredGroupsMixin
 
 
 @keras.saving.register_keras_serializable(package="groco")
-class GroupDense(keras.layers.Layer):
+class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
     """Fully connected layer between signals on groups: `(…, |G|, C)` → `(…, |H|, units)`.
 
     The group analogue of `keras.layers.Dense`: equivariant under H, with the bias shared
@@ -97,27 +99,9 @@ class GroupDense(keras.layers.Layer):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         self.in_channels = int(input_shape[-1])
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(self.group.order, self.in_channels, self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint,
-        )
-        self.bias = (
-            self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
-        )
-        self._kernel_gather = ops.convert_to_tensor(
-            self.transformed_kernel_indices(), dtype="int32"
-        )
+        add_kernel_and_bias(self, (self.group.order, self.in_channels, self.units))
+        # Kept in numpy: a backend tensor made here could belong to a graph being traced.
+        self._kernel_gather = self.transformed_kernel_indices().astype("int32")
         self.built = True
 
     def transformed_kernel_indices(self) -> np.ndarray:

@@ -14,11 +14,12 @@ import keras
 
 from groco_core.groups import PointGroup
 from groco_core.layers.reduce import check_group_axis
+from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
 
 @keras.saving.register_keras_serializable(package="groco")
-class GroupBatchNormalization(keras.layers.BatchNormalization):
+class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` for signals on a group, per channel only.
 
     Exactly a `BatchNormalization` whose `axis` is the channel axis: means, variances, `gamma`

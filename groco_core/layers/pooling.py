@@ -27,12 +27,13 @@ from groco_core.layers.reduce import (
     static_shape,
     swap_last_axes,
 )
+from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
 _MODES = ("max", "average")
 
 
-class BaseGroupPooling(keras.layers.Layer):
+class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
     """Rank-generic group pooling; `GroupMaxPooling1D/2D/3D` and
     `GroupAveragePooling1D/2D/3D` only fix `rank` and `mode`.
 
@@ -149,7 +150,7 @@ class BaseGroupPooling(keras.layers.Layer):
         group_axis = -2 if self.data_format == "channels_last" else -1
         check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
         self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
-        self._gather = ops.convert_to_tensor(self._coset_table.reshape(-1).astype("int32"))
+        self._gather = self._coset_table.reshape(-1).astype("int32")  # numpy: safe in traces
         self.built = True
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
@@ -317,7 +318,7 @@ class GroupAveragePooling3D(BaseGroupPooling):
     __init__ = _pooling_init(3, "average")
 
 
-class BaseGlobalGroupPooling(keras.layers.Layer):
+class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
     """Rank-generic global pooling over space and the group axis: an invariant output.
 
     Args:

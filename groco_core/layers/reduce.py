@@ -16,6 +16,7 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers.arguments import normalize_data_format
+from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
 
@@ -104,7 +105,7 @@ def static_shape(x: Any, layer_name: str) -> tuple[int, ...]:
 
 
 @keras.saving.register_keras_serializable(package="groco")
-class GroupReduce(keras.layers.Layer):
+class GroupReduce(RegisteredGroupsMixin, keras.layers.Layer):
     """Restricts a signal on G to a subgroup H, moving the cosets into the channels.
 
     Nothing is lost: the `|G|·C` values at each point become `|H|·([G:H]·C)` values,
@@ -161,7 +162,7 @@ class GroupReduce(keras.layers.Layer):
         check_group_axis(
             type(self).__name__, self.group, input_shape, self._group_axis(len(input_shape))
         )
-        self._gather = ops.convert_to_tensor(self._flat_indices.astype("int32"))
+        self._gather = self._flat_indices.astype("int32")  # numpy: safe in traces
         self.built = True
 
     def call(self, inputs: Any) -> Any:
