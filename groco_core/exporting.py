@@ -116,20 +116,70 @@ def export(model: keras.Model) -> keras.Model:
 # -- building blocks for export_plain ------------------------------------------------------
 
 
+def selection_kernel(indices: np.ndarray, size: int, weight: float = 1.0) -> np.ndarray:
+    """Kernel `(size, n)` of a bias-free Dense that gathers `x[..., indices]` (times `weight`
+    and summed where a column lists several indices: `indices` is `(n,)` or `(n, m)`)."""
+    indices = np.asarray(indices).reshape(len(indices), -1)
+    kernel = np.zeros((size, len(indices)), dtype="float32")
+    for column, rows in enumerate(indices):
+        kernel[rows, column] += weight
+    return kernel
+
+
+def fixed_dense(
+    x: Any, kernel: np.ndarray, name: str, bias: np.ndarray | None = None, activation: Any = None
+) -> Any:
+    """A stock Dense with a fixed kernel (and bias), built on `x`, for `export_plain`."""
+    dense = keras.layers.Dense(
+        kernel.shape[1], use_bias=bias is not None, activation=activation, name=name
+    )
+    y = dense(x)
+    dense.set_weights([kernel] if bias is None else [kernel, bias])
+    return y
+
+
+def swap_last_axes(x: Any, name: str) -> Any:
+    """Stock Permute exchanging the last two axes of `x`."""
+    rank = len(x.shape)
+    dims = (*range(1, rank - 2), rank - 1, rank - 2)
+    return keras.layers.Permute(dims, name=name)(x)
+
+
+def channels_to_last(x: Any, name: str) -> Any:
+    """Stock Permute `(batch, C, *rest)` → `(batch, *rest, C)`."""
+    rank = len(x.shape)
+    return keras.layers.Permute((*range(2, rank), 1), name=name)(x)
+
+
+def channels_to_first(x: Any, name: str) -> Any:
+    """Stock Permute `(batch, *rest, C)` → `(batch, C, *rest)`."""
+    rank = len(x.shape)
+    return keras.layers.Permute((rank - 1, *range(1, rank - 1)), name=name)(x)
+
+
+def static_shape(x: Any, layer_name: str) -> tuple[int, ...]:
+    """The non-batch shape of a symbolic tensor, refusing unknown sizes (Reshape needs them)."""
+    shape = tuple(x.shape[1:])
+    if any(n is None for n in shape):
+        raise ValueError(
+            f"{layer_name}.export_plain needs an input of known shape (except the batch size). "
+            f"Received: input shape {tuple(x.shape)}. Give the keras.Input a full shape."
+        )
+    return shape
+
+
 def to_channels_last(layer: Any, x: Any) -> Any:
     """Moves the channels of a `channels_first` input last (identity for `channels_last`)."""
     if layer.data_format == "channels_last":
         return x
-    rank = len(x.shape) - 1
-    return keras.layers.Permute((*range(2, rank + 1), 1), name=f"{layer.name}_channels_last")(x)
+    return channels_to_last(x, f"{layer.name}_channels_last")
 
 
 def to_channels_first(layer: Any, x: Any) -> Any:
     """Undoes `to_channels_last`."""
     if layer.data_format == "channels_last":
         return x
-    rank = len(x.shape) - 1
-    return keras.layers.Permute((rank, *range(1, rank)), name=f"{layer.name}_channels_first")(x)
+    return channels_to_first(x, f"{layer.name}_channels_first")
 
 
 def _reshape(layer: Any, x: Any, target: tuple, suffix: str) -> Any:

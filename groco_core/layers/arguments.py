@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from groco_core.groups import PointGroup
+from groco_core.registry import get_group
 
 PADDINGS = ("valid_equiv", "same_equiv", "valid", "same")
 
@@ -132,3 +133,24 @@ def equivariant_padding(
         f"pad the input), use a {window}_size of the input's parity, or an odd stride; or pass "
         "allow_non_equivariance=True."
     )
+
+
+def check_group_axis(
+    layer_name: str, group: PointGroup, input_shape: tuple, group_axis: int
+) -> None:
+    """Refuses an input whose group axis does not have the group's order."""
+    length = input_shape[group_axis]
+    if length is not None and length != group.order:
+        raise ValueError(
+            f"{layer_name}(group={group.name!r}) expects a signal on {group.name} with a group "
+            f"axis (axis {group_axis}) of length {group.order}. Received: "
+            f"input_shape={tuple(input_shape)}. Pass the group the input lives on as `group`."
+        )
+
+
+def resolve_subgroup(group: Any, subgroup: Any) -> tuple[PointGroup, PointGroup, int]:
+    """The group, the subgroup (default: the group) and the number of cosets."""
+    group = get_group(group)
+    subgroup = group if subgroup is None else get_group(subgroup)
+    group.subgroup_indices(subgroup)  # ValueError listing the subgroups when it is not one
+    return group, subgroup, group.order // subgroup.order

@@ -13,9 +13,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from groco_core.exporting import fixed_dense, static_shape
 from groco_core.groups import PointGroup
+from groco_core.layers.arguments import check_group_axis, resolve_subgroup
 from groco_core.layers.conv import add_kernel_and_bias
-from groco_core.layers.reduce import check_group_axis, fixed_dense, resolve_subgroup, static_shape
 from groco_core.layers.serialization import RegisteredGroupsMixin
 
 

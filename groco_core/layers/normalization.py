@@ -13,7 +13,7 @@ from typing import Any
 import keras
 
 from groco_core.groups import PointGroup
-from groco_core.layers.reduce import check_group_axis
+from groco_core.layers.arguments import check_group_axis
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 

@@ -14,19 +14,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from groco_core.groups import PointGroup
-from groco_core.layers import arguments
-from groco_core.layers.reduce import (
+from groco_core.exporting import (
     channels_to_first,
     channels_to_last,
-    check_group_axis,
-    coset_indices,
     fixed_dense,
-    resolve_subgroup,
     selection_kernel,
     static_shape,
     swap_last_axes,
 )
+from groco_core.groups import PointGroup
+from groco_core.layers import arguments
+from groco_core.layers.arguments import check_group_axis, resolve_subgroup
+from groco_core.layers.reduce import coset_indices
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 

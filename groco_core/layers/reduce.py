@@ -14,31 +14,17 @@ import keras
 import numpy as np
 from keras import ops
 
+from groco_core.exporting import (
+    channels_to_first,
+    channels_to_last,
+    fixed_dense,
+    selection_kernel,
+    static_shape,
+    swap_last_axes,
+)
 from groco_core.groups import PointGroup
-from groco_core.layers.arguments import normalize_data_format
+from groco_core.layers.arguments import check_group_axis, normalize_data_format, resolve_subgroup
 from groco_core.layers.serialization import RegisteredGroupsMixin
-from groco_core.registry import get_group
-
-
-def check_group_axis(
-    layer_name: str, group: PointGroup, input_shape: tuple, group_axis: int
-) -> None:
-    """Refuses an input whose group axis does not have the group's order."""
-    length = input_shape[group_axis]
-    if length is not None and length != group.order:
-        raise ValueError(
-            f"{layer_name}(group={group.name!r}) expects a signal on {group.name} with a group "
-            f"axis (axis {group_axis}) of length {group.order}. Received: "
-            f"input_shape={tuple(input_shape)}. Pass the group the input lives on as `group`."
-        )
-
-
-def resolve_subgroup(group: Any, subgroup: Any) -> tuple[PointGroup, PointGroup, int]:
-    """The group, the subgroup (default: the group) and the number of cosets."""
-    group = get_group(group)
-    subgroup = group if subgroup is None else get_group(subgroup)
-    group.subgroup_indices(subgroup)  # ValueError listing the subgroups when it is not one
-    return group, subgroup, group.order // subgroup.order
 
 
 def coset_indices(group: PointGroup, subgroup: PointGroup) -> np.ndarray:
@@ -50,58 +36,6 @@ def coset_indices(group: PointGroup, subgroup: PointGroup) -> np.ndarray:
     members = np.asarray(group.subgroup_indices(subgroup))
     representatives = np.asarray([coset[0] for coset in group.cosets(subgroup, side="right")])
     return group.cayley[members[:, None], representatives[None, :]]
-
-
-def selection_kernel(indices: np.ndarray, size: int, weight: float = 1.0) -> np.ndarray:
-    """Kernel `(size, n)` of a bias-free Dense that gathers `x[..., indices]` (times `weight`
-    and summed where a column lists several indices: `indices` is `(n,)` or `(n, m)`)."""
-    indices = np.asarray(indices).reshape(len(indices), -1)
-    kernel = np.zeros((size, len(indices)), dtype="float32")
-    for column, rows in enumerate(indices):
-        kernel[rows, column] += weight
-    return kernel
-
-
-def fixed_dense(
-    x: Any, kernel: np.ndarray, name: str, bias: np.ndarray | None = None, activation: Any = None
-) -> Any:
-    """A stock Dense with a fixed kernel (and bias), built on `x`, for `export_plain`."""
-    dense = keras.layers.Dense(
-        kernel.shape[1], use_bias=bias is not None, activation=activation, name=name
-    )
-    y = dense(x)
-    dense.set_weights([kernel] if bias is None else [kernel, bias])
-    return y
-
-
-def swap_last_axes(x: Any, name: str) -> Any:
-    """Stock Permute exchanging the last two axes of `x`."""
-    rank = len(x.shape)
-    dims = (*range(1, rank - 2), rank - 1, rank - 2)
-    return keras.layers.Permute(dims, name=name)(x)
-
-
-def channels_to_last(x: Any, name: str) -> Any:
-    """Stock Permute `(batch, C, *rest)` → `(batch, *rest, C)`."""
-    rank = len(x.shape)
-    return keras.layers.Permute((*range(2, rank), 1), name=name)(x)
-
-
-def channels_to_first(x: Any, name: str) -> Any:
-    """Stock Permute `(batch, *rest, C)` → `(batch, C, *rest)`."""
-    rank = len(x.shape)
-    return keras.layers.Permute((rank - 1, *range(1, rank - 1)), name=name)(x)
-
-
-def static_shape(x: Any, layer_name: str) -> tuple[int, ...]:
-    """The non-batch shape of a symbolic tensor, refusing unknown sizes (Reshape needs them)."""
-    shape = tuple(x.shape[1:])
-    if any(n is None for n in shape):
-        raise ValueError(
-            f"{layer_name}.export_plain needs an input of known shape (except the batch size). "
-            f"Received: input shape {tuple(x.shape)}. Give the keras.Input a full shape."
-        )
-    return shape
 
 
 @keras.saving.register_keras_serializable(package="groco")
