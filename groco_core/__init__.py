@@ -23,6 +23,41 @@ from groco_core.registry import (
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "MatrixGroup",
+    "export",
+    "PluginError",
+    "PointGroup",
+    "get_group",
+    "get_layer",
+    "hookimpl",
+    "list_groups",
+    "list_layers",
+    "list_plugins",
+    # The layers, loaded on first access (tests check this list against groco_core.layers).
+    "GlobalGroupAveragePooling1D",
+    "GlobalGroupAveragePooling2D",
+    "GlobalGroupAveragePooling3D",
+    "GlobalGroupMaxPooling1D",
+    "GlobalGroupMaxPooling2D",
+    "GlobalGroupMaxPooling3D",
+    "GroupAveragePooling1D",
+    "GroupAveragePooling2D",
+    "GroupAveragePooling3D",
+    "GroupBatchNormalization",
+    "GroupConv1D",
+    "GroupConv1DTranspose",
+    "GroupConv2D",
+    "GroupConv2DTranspose",
+    "GroupConv3D",
+    "GroupConv3DTranspose",
+    "GroupDense",
+    "GroupMaxPooling1D",
+    "GroupMaxPooling2D",
+    "GroupMaxPooling3D",
+    "GroupReduce",
+]
+
 _LAZY_MODULES = {"layers", "testing", "exporting"}
 
 
@@ -43,17 +78,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     layers = importlib.import_module("groco_core.layers")
     return sorted(set(globals()) | _LAZY_MODULES | set(layers.__all__))
-
-
-__all__ = [
-    "MatrixGroup",
-    "export",
-    "PluginError",
-    "PointGroup",
-    "get_group",
-    "get_layer",
-    "hookimpl",
-    "list_groups",
-    "list_layers",
-    "list_plugins",
-]

@@ -170,3 +170,21 @@ def test_invalid_definitions_are_rejected_with_the_reason(matrices, message):
 def test_invalid_names_are_rejected():
     with pytest.raises(ValueError, match="Invalid group definition '4P': name"):
         MatrixGroup("4P", [[[1, 0], [0, 1]]])
+
+
+def test_the_top_level_exports_every_layer_lazily():
+    import subprocess
+    import sys
+
+    import groco_core
+    from groco_core import layers
+
+    assert set(layers.__all__) <= set(groco_core.__all__)
+    code = (
+        "import sys, groco_core; assert 'keras' not in sys.modules; "
+        "from groco_core import *; assert GroupDense.__name__ == 'GroupDense'; "
+        "assert callable(export)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={"KERAS_BACKEND": "jax", "PATH": ""}
+    )
