@@ -34,6 +34,7 @@ __all__ = [
     "list_groups",
     "list_layers",
     "list_plugins",
+    "load_model",
     # The layers, loaded on first access (tests check this list against groco_core.layers).
     "GlobalGroupAveragePooling1D",
     "GlobalGroupAveragePooling2D",
@@ -64,6 +65,8 @@ _LAZY_MODULES = {"layers", "testing", "exporting"}
 def __getattr__(name: str) -> Any:
     if name == "export":
         return importlib.import_module("groco_core.exporting").export
+    if name == "load_model":
+        return importlib.import_module("groco_core.layers.serialization").load_model
     if name in _LAZY_MODULES:
         return importlib.import_module(f"groco_core.{name}")
     # `from groco_core import <submodule>` asks here first: answer without importing Keras.

@@ -76,10 +76,16 @@ class PointGroup(abc.ABC):
         """Applies one element to a tensor (a signal on the grid, or on the group)."""
 
     def kernel_support_mask(self, shape: Sequence[int]) -> np.ndarray | None:
-        """Boolean mask of the kernel positions in use, or None when all are.
+        """Boolean mask `shape` of the array positions the lattice uses, or None when all are.
 
-        Lattices stored in a square array (hexagonal in axial coordinates) use only part
-        of the array; their groups override this.
+        None (the default) is the square and cubic lattices: every element maps the whole
+        array onto itself. A lattice stored in part of a square array (hexagonal, in axial
+        coordinates) returns the region that every element maps onto itself (a hexagon),
+        and raises ValueError for shapes it cannot use. The mask serves kernels and signals
+        alike: `kernel_permutation` moves only the taps inside it (the others stay in place
+        and the layers zero them), `transform` keeps the array's shape and fills with zeros
+        the points whose source lies off the array, and `groco_core.testing` draws inputs
+        inside the mask and compares outputs there.
         """
         return None
 
@@ -143,6 +149,7 @@ class MatrixGroup(PointGroup):
         for table in (self._cayley, self._inverses):
             table.setflags(write=False)
         self._kernel_permutations: dict[tuple[int, ...], np.ndarray] = {}
+        self._signal_sources: dict[tuple, tuple[tuple, np.ndarray]] = {}
         self._subgroup_cache: tuple[int, dict[str, tuple[int, ...]]] | None = None
 
     @property
@@ -236,6 +243,14 @@ class MatrixGroup(PointGroup):
                 f"{what} must have {self.dimension} spatial axes for group {self.name}. "
                 f"Received: {what}={shape}"
             )
+        if np.any(np.sum(np.abs(self._matrices), axis=-1) != 1):
+            raise ValueError(
+                f"Group {self.name} ({self.lattice} lattice) has matrices that are not signed "
+                "permutations, so they do not map a square array onto itself, and the group "
+                "defines no kernel_support_mask. A group on such a lattice must override "
+                "kernel_support_mask (the part of the array it maps onto itself); see "
+                f"docs/plugins.md, 'A group on another lattice'. Received: {what}={shape}"
+            )
         for m in self._matrices:
             if not np.array_equal(np.abs(m) @ np.asarray(shape), np.asarray(shape)):
                 raise ValueError(
@@ -244,24 +259,52 @@ class MatrixGroup(PointGroup):
                     f"Received: {what}={shape}"
                 )
 
+    def _supported_mask(self, shape: tuple[int, ...], what: str) -> np.ndarray | None:
+        """The flat support mask of a shape (None: all of it), checked to be invariant."""
+        if len(shape) != self.dimension:
+            raise ValueError(
+                f"{what} must have {self.dimension} spatial axes for group {self.name}. "
+                f"Received: {what}={shape}"
+            )
+        mask = self.kernel_support_mask(shape)
+        if mask is None:
+            self._check_shape_invariant(shape, what)
+            return None
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != shape:
+            raise ValueError(
+                f"Group {self.name}: kernel_support_mask({shape}) returned shape {mask.shape}; "
+                "it must return a boolean array of the shape it is given."
+            )
+        return mask.reshape(-1)
+
     def kernel_permutation(self, shape: Sequence[int]) -> np.ndarray:
         """Index table `(order, prod(shape))` with entry `[h, r]` = flat index of `M_h⁻¹ r`.
 
         Gathering a flattened kernel `ψ` with row `h` gives `ψ(M_h⁻¹ r)`, the kernel
-        transformed by `h`. Computed once per shape, in numpy, and cached.
+        transformed by `h`. Taps outside `kernel_support_mask(shape)` (if any) stay in place.
+        Computed once per shape, in numpy, and cached.
         """
         shape = tuple(int(n) for n in shape)
         if shape not in self._kernel_permutations:
-            self._check_shape_invariant(shape, "kernel_size")
+            mask = self._supported_mask(shape, "kernel_size")
             coordinates = _doubled_coordinates(shape)
             inverse_matrices = self._matrices[self._inverses]
             table = np.stack(
                 [_flat_index(coordinates @ m.T, shape) for m in inverse_matrices]
             ).astype(np.int64)
+            if mask is not None:
+                table = np.where(mask, table, np.arange(table.shape[1]))
+                if np.any(table[:, mask] < 0) or not np.all(mask[table[:, mask]]):
+                    raise ValueError(
+                        f"Group {self.name}: its kernel_support_mask for shape {shape} is not "
+                        "mapped onto itself by every element; the mask must be the region the "
+                        "group's matrices map onto itself."
+                    )
             if np.any(table < 0):
                 raise ValueError(
                     f"Group {self.name} does not map a grid of shape {shape} onto itself; "
-                    "a group on an unusual lattice must override kernel_permutation."
+                    "a group on an unusual lattice must override kernel_support_mask."
                 )
             table.setflags(write=False)
             self._kernel_permutations[shape] = table
@@ -299,20 +342,15 @@ class MatrixGroup(PointGroup):
                 f"Received: spatial_axes={tuple(spatial_axes)}"
             )
         shape = tuple(int(x.shape[a]) for a in axes)
-        matrix = self._matrices[element]
-        out_shape = tuple(int(n) for n in np.abs(matrix) @ np.asarray(shape))
-        # out[p] = x[M⁻¹ p]: gather over the flattened grid, with the grid axes moved first.
-        source = _flat_index(
-            _doubled_coordinates(out_shape) @ self._matrices[self._inverses[element]].T, shape
-        )
-        if np.any(source < 0):
-            raise ValueError(
-                f"Group {self.name} does not map a grid of shape {shape} onto a grid; "
-                "a group on an unusual lattice must override transform."
-            )
+        out_shape, source = self._signal_source(shape, int(element))
         others = [a for a in range(rank) if a not in axes]
         moved = ops.transpose(x, axes + others)
         flat = ops.reshape(moved, (-1,) + tuple(moved.shape[len(axes) :]))
+        if np.any(source < 0):
+            # Points whose source lies off the array are zero: one more, zero, row.
+            zero = ops.zeros((1,) + tuple(flat.shape[1:]), dtype=flat.dtype)
+            flat = ops.concatenate([flat, zero], axis=0)
+            source = np.where(source < 0, flat.shape[0] - 1, source)
         gathered = ops.take(flat, ops.convert_to_tensor(source.astype("int32")), axis=0)
         unflat = ops.reshape(gathered, out_shape + tuple(moved.shape[len(axes) :]))
         result = ops.transpose(unflat, list(np.argsort(axes + others)))
@@ -320,6 +358,30 @@ class MatrixGroup(PointGroup):
             permutation = self._cayley[self._inverses[element]].astype("int32")
             result = ops.take(result, ops.convert_to_tensor(permutation), axis=group_axis % rank)
         return result
+
+    def _signal_source(self, shape: tuple[int, ...], element: int) -> tuple[tuple, np.ndarray]:
+        """`(out_shape, source)`: `out[p] = x[source[p]]` (flat, C order; -1 for zero)."""
+        key = (shape, element)
+        if key not in self._signal_sources:
+            matrix = self._matrices[element]
+            # Square lattices: a rotation exchanges the axis lengths (non-square arrays are
+            # fine). A lattice in part of the array keeps the array, zero where the source is
+            # off it.
+            mask = self.kernel_support_mask(shape)
+            out_shape = (
+                shape
+                if mask is not None
+                else tuple(int(n) for n in np.abs(matrix) @ np.asarray(shape))
+            )
+            inverse = self._matrices[self._inverses[element]]
+            source = _flat_index(_doubled_coordinates(out_shape) @ inverse.T, shape)
+            if mask is None and np.any(source < 0):
+                raise ValueError(
+                    f"Group {self.name} does not map a grid of shape {shape} onto a grid; "
+                    "a group on an unusual lattice must override kernel_support_mask."
+                )
+            self._signal_sources[key] = (out_shape, source)
+        return self._signal_sources[key]
 
     def __eq__(self, other: object) -> bool:
         return (

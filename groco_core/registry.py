@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import importlib
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ ENTRY_POINT_GROUP = "groco"
 BUILTIN_DISTRIBUTION = "groco"
 CORE_PLUGIN_NAME = "groco_core"
 _PHASES = ("groups", "layers")
+_HOOK_NAMES = tuple(f"groco_register_{phase}" for phase in _PHASES)
 
 
 class PluginError(ValueError):
@@ -39,22 +41,42 @@ class PluginError(ValueError):
 
 
 class GrocoPluginWarning(UserWarning):
-    """A plugin was skipped; the message names it and says why."""
+    """A plugin (or one thing it registered) was skipped; the message names it and says why."""
 
 
 @dataclasses.dataclass
 class PluginInfo:
-    """What `list_plugins()` reports about one plugin."""
+    """What `list_plugins()` reports about one loaded plugin.
+
+    `problems` lists what was skipped or ignored (each also warned about when it happened):
+    an object that clashed or was invalid, a hook that raised or returned a value, an
+    unknown hook name.
+    """
 
     name: str
     source: str
     version: str | None = None
     groups: list[str] = dataclasses.field(default_factory=list)
     layers: list[str] = dataclasses.field(default_factory=list)
+    distribution: str | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedPlugin:
+    """An entry point that was not loaded, and why (`skipped_plugins()`)."""
+
+    name: str
+    source: str
+    reason: str
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _strict() -> bool:
+    return _flag("GROCO_STRICT_PLUGINS")
 
 
 class _Registry:
@@ -68,6 +90,7 @@ class _Registry:
         self.groups: dict[str, tuple[PointGroup, str]] = {}
         self.layers: dict[str, tuple[type, str]] = {}
         self.plugins: dict[str, PluginInfo] = {}
+        self.skipped: dict[str, SkippedPlugin] = {}
         self.phases_done: dict[str, set[str]] = {}
         self.autoloaded = False
         self.version = 0
@@ -85,20 +108,26 @@ class _Registry:
                     # instead of the next one quietly working without the broken plugin.
                     self.reset()
                     raise
-            for name in list(self.plugins):
-                if phase not in self.phases_done[name]:
-                    try:
-                        self._run_phase(name, phase)
-                    except Exception as error:  # noqa: BLE001 - fault isolation is the point
-                        self._skip(name, error)
+            pending = [name for name in self.plugins if phase not in self.phases_done[name]]
+            if pending:
+                problems = self._run_phase(pending, phase, commit_with_problems=not _strict())
+                if problems and _strict():
+                    # Nothing committed, the phase stays to do: the next use raises again.
+                    raise PluginError(
+                        "; ".join(self._describe(name, message) for name, message in problems)
+                    )
+                for plugin_name, message in problems:
+                    self._warn(plugin_name, message)
 
     def _autoload(self) -> None:
         # Not `from groco_core import core_plugin`: that form first asks the package's lazy
         # `__getattr__`, which imports the layers, hence Keras, on every registry use.
         core_plugin = importlib.import_module("groco_core.core_plugin")
-        self._add(core_plugin, CORE_PLUGIN_NAME, "built-in (groco_core)", None)
+        self._add(core_plugin, CORE_PLUGIN_NAME, "built-in (groco_core)", None, None)
+        every_entry_point = importlib_metadata.entry_points()
+        self._skip_misnamed_groups(every_entry_point)
         entry_points = sorted(
-            importlib_metadata.entry_points(group=ENTRY_POINT_GROUP),
+            every_entry_point.select(group=ENTRY_POINT_GROUP),
             key=lambda ep: (_distribution_name(ep) != BUILTIN_DISTRIBUTION, ep.name),
         )
         skip_third_party = _flag("GROCO_DISABLE_PLUGIN_AUTOLOAD")
@@ -109,103 +138,269 @@ class _Registry:
                 continue
             source = "built-in" if builtin else f"entry point of distribution {distribution!r}"
             try:
-                if entry_point.name in self.plugins:
-                    raise PluginError(
-                        f"plugin name {entry_point.name!r} is already used by "
-                        f"{self.plugins[entry_point.name].source}"
-                    )
-                plugin = entry_point.load()
-                self._add(plugin, entry_point.name, source, _distribution_version(entry_point))
+                self._load_entry_point(entry_point, source, distribution)
             except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
-                self._fail(f"{entry_point.name!r} ({source}, {entry_point.value})", error)
+                self._skip_entry_point(entry_point.name, source, entry_point.value, error)
 
-    def _add(self, plugin: Any, name: str, source: str, version: str | None) -> None:
+    def _load_entry_point(self, entry_point: Any, source: str, distribution: str | None) -> None:
+        name = entry_point.name
+        if name in self.plugins or name in self.skipped:
+            taken = self.plugins[name].source if name in self.plugins else self.skipped[name].source
+            raise PluginError(f"plugin name {name!r} is already used by {taken}")
+        keras_before = "keras" in sys.modules
+        plugin = entry_point.load()
+        if isinstance(plugin, type):
+            raise PluginError(
+                f"the entry point names the class {entry_point.value!r}; name a module (e.g. "
+                f"'{plugin.__module__}') or an instance (e.g. `plugin = {plugin.__name__}()` in "
+                f"the module, and '{plugin.__module__}:plugin' as the entry point), so that "
+                "pluggy calls its hooks as functions or bound methods"
+            )
+        self._add(plugin, name, source, _distribution_version(entry_point), distribution)
+        try:
+            self._check_hooks(plugin, name)
+        except PluginError:
+            self.remove(name)
+            raise
+        if not keras_before and "keras" in sys.modules:
+            # Not fatal, even in strict mode: the plugin works, only slower to list.
+            message = (
+                "importing it imported Keras, which makes `groco list-groups` several times "
+                "slower; import Keras inside groco_register_layers (and in the layer modules) "
+                "instead of at the top of the plugin's package"
+            )
+            self.plugins[name].problems.append(message)
+            warnings.warn(
+                f"groco plugin {name!r} ({source}): {message}", GrocoPluginWarning, stacklevel=5
+            )
+
+    def _check_hooks(self, plugin: Any, name: str) -> None:
+        """Warns about unknown hooks and unmarked hook functions; refuses a plugin with no
+        hook implementation GroCo knows."""
+        known, unknown = [], []
+        for caller in self.manager.get_hookcallers(plugin) or []:
+            (known if caller.name in _HOOK_NAMES else unknown).append(caller.name)
+        unmarked = [
+            attribute
+            for attribute in dir(plugin)
+            if attribute.startswith("groco_")
+            and callable(getattr(plugin, attribute, None))
+            and self.manager.parse_hookimpl_opts(plugin, attribute) is None
+        ]
+        notes = []
+        if unknown:
+            notes.append(
+                f"unknown hook(s) {', '.join(sorted(unknown))}: GroCo's hooks are "
+                f"{' and '.join(_HOOK_NAMES)}{_closest(unknown[0], list(_HOOK_NAMES))}"
+            )
+        if unmarked:
+            notes.append(
+                f"function(s) {', '.join(unmarked)} not marked with @groco_core.hookimpl, so "
+                "never called"
+            )
+        if not known:
+            notes.append(
+                "no hook implementations: a plugin needs a function groco_register_groups or "
+                "groco_register_layers marked with @groco_core.hookimpl"
+            )
+            raise PluginError("; ".join(notes))
+        for note in notes:
+            self._warn(name, note)
+            self.plugins[name].problems.append(note)
+
+    def _skip_misnamed_groups(self, every_entry_point: Any) -> None:
+        """Entry points in a group whose name is close to `groco` are a typo: say so."""
+        for group in sorted(every_entry_point.groups):
+            lowered = group.lower()
+            close = difflib.SequenceMatcher(None, lowered, ENTRY_POINT_GROUP).ratio() >= 0.8
+            if group == ENTRY_POINT_GROUP or not (ENTRY_POINT_GROUP in lowered or close):
+                continue
+            for entry_point in every_entry_point.select(group=group):
+                distribution = _distribution_name(entry_point)
+                source = f"entry point of distribution {distribution!r} in group {group!r}"
+                self._skip_entry_point(
+                    entry_point.name,
+                    source,
+                    entry_point.value,
+                    PluginError(
+                        f"it is declared in the entry-point group {group!r}, which GroCo does "
+                        f"not read; the group must be exactly {ENTRY_POINT_GROUP!r} "
+                        f"([project.entry-points.{ENTRY_POINT_GROUP}] in pyproject.toml)"
+                    ),
+                )
+
+    def _add(
+        self, plugin: Any, name: str, source: str, version: str | None, distribution: str | None
+    ) -> None:
         self.manager.register(plugin, name=name)
-        self.plugins[name] = PluginInfo(name=name, source=source, version=version)
+        self.plugins[name] = PluginInfo(
+            name=name, source=source, version=version, distribution=distribution
+        )
         self.phases_done[name] = set()
         self.version += 1
 
-    def _fail(self, description: str, error: Exception) -> None:
-        message = f"groco plugin {description} was skipped: {error}"
-        if _flag("GROCO_STRICT_PLUGINS"):
+    def _skip_entry_point(self, name: str, source: str, value: str, error: Exception) -> None:
+        reason = str(error)
+        if name not in self.plugins:
+            key = name if name not in self.skipped else f"{name} ({source})"
+            self.skipped[key] = SkippedPlugin(name=name, source=f"{source}, {value}", reason=reason)
+        message = f"groco plugin {name!r} ({source}, {value}) was skipped: {reason}"
+        if _strict():
             raise PluginError(message) from error
-        warnings.warn(message, GrocoPluginWarning, stacklevel=4)
+        warnings.warn(message, GrocoPluginWarning, stacklevel=5)
 
-    def _skip(self, name: str, error: Exception) -> None:
-        info = self.plugins[name]
-        if not _flag("GROCO_STRICT_PLUGINS"):
-            self.remove(name)
-        # In strict mode the plugin stays, its phase not done: the next use raises again.
-        self._fail(f"{name!r} ({info.source})", error)
+    def _describe(self, name: str, message: str) -> str:
+        return f"groco plugin {name!r} ({self.plugins[name].source}): {message}"
 
-    def _run_phase(self, name: str, phase: str) -> None:
-        """Calls one plugin's hook for one phase; registers everything or nothing."""
-        plugin = self.manager.get_plugin(name)
-        staged: list[Any] = []
-        caller = getattr(self.manager.hook, f"groco_register_{phase}")
-        for implementation in caller.get_hookimpls():
-            if implementation.plugin is plugin:
-                implementation.function(register=staged.append)
-        if phase == "groups":
-            self._commit_groups(name, staged)
-        else:
-            self._commit_layers(name, staged)
-        self.phases_done[name].add(phase)
+    def _warn(self, name: str, message: str) -> None:
+        if _strict():
+            raise PluginError(self._describe(name, message))
+        warnings.warn(self._describe(name, message), GrocoPluginWarning, stacklevel=5)
+
+    def _run_phase(
+        self, names: list[str], phase: str, commit_with_problems: bool
+    ) -> list[tuple[str, str]]:
+        """Runs one phase's hook of several plugins together and commits what is valid.
+
+        Plugins of one phase are committed together so that a clash is decided the same way
+        whatever the order they load in: an object that clashes or is invalid is skipped on
+        its own, the rest of its plugin still registers.
+
+        Returns:
+            `(plugin name, problem)` pairs. With `commit_with_problems=False` and any problem,
+            nothing is committed and the phase stays to do (strict mode, direct registration).
+        """
+        kind = phase[:-1]
+        hook_name = f"groco_register_{phase}"
+        caller = getattr(self.manager.hook, hook_name)
+        problems: list[tuple[str, str]] = []
+        claims: dict[str, list[tuple[str, Any]]] = {}
+        for name in sorted(names):
+            plugin = self.manager.get_plugin(name)
+            staged: list[Any] = []
+            for implementation in caller.get_hookimpls():
+                if implementation.plugin is not plugin:
+                    continue
+                try:
+                    returned = implementation.function(register=staged.append)
+                except Exception as error:  # noqa: BLE001 - fault isolation is the point
+                    problems.append((name, f"{hook_name} raised {error}"))
+                    staged = []
+                    break
+                if returned is not None:
+                    problems.append(
+                        (
+                            name,
+                            f"{hook_name} returned {returned!r} instead of calling "
+                            f"register({kind}) for each {kind}; the returned value is ignored",
+                        )
+                    )
+            seen: set[str] = set()
+            for obj in staged:
+                try:
+                    key = self._validate(name, phase, obj)
+                except PluginError as error:
+                    problems.append((name, str(error)))
+                    continue
+                if key in seen:
+                    problems.append((name, f"it registers the {kind} {key!r} twice"))
+                    continue
+                seen.add(key)
+                claims.setdefault(key, []).append((name, obj))
+        accepted: dict[str, tuple[Any, str]] = {}
+        for key, claimants in claims.items():
+            winner, messages = self._resolve_claim(phase, key, claimants)
+            problems.extend(messages)
+            if winner is not None:
+                accepted[key] = winner
+        if problems and not commit_with_problems:
+            return problems
+        table = self.groups if phase == "groups" else self.layers
+        for key, (obj, name) in accepted.items():
+            table[key] = (obj, name)
+            getattr(self.plugins[name], phase).append(obj.name if phase == "groups" else key)
+        for name in names:
+            self.phases_done[name].add(phase)
+        for name, message in problems:
+            self.plugins[name].problems.append(message)
         self.version += 1
+        return problems
 
-    def _commit_groups(self, plugin_name: str, staged: list[Any]) -> None:
-        new: dict[str, PointGroup] = {}
-        for group in staged:
-            if not isinstance(group, PointGroup):
+    def _validate(self, plugin_name: str, phase: str, obj: Any) -> str:
+        """The registry key of a valid object, or PluginError saying what is wrong."""
+        if phase == "groups":
+            if not isinstance(obj, PointGroup):
                 raise PluginError(
-                    f"plugin {plugin_name!r} registered {group!r}, which is not a PointGroup; "
+                    f"plugin {plugin_name!r} registered {obj!r}, which is not a PointGroup; "
                     "register groco_core.MatrixGroup instances (or a PointGroup subclass)"
                 )
             try:
                 validate_group_definition(
-                    group.name, group.matrices, group.lattice, getattr(group, "description", "")
+                    obj.name, obj.matrices, obj.lattice, getattr(obj, "description", "")
                 )
             except ValueError as error:
                 raise PluginError(
                     f"plugin {plugin_name!r} registered an invalid group: {error}"
                 ) from error
-            key = group.name.lower()
-            if key in self.groups or key in new:
-                owner = self.groups[key][1] if key in self.groups else plugin_name
-                existing = self.groups[key][0].name if key in self.groups else new[key].name
-                raise PluginError(
-                    f"group name clash: plugin {plugin_name!r} registers {group.name!r}, but "
-                    f"plugin {owner!r} already registers {existing!r}; nothing was overwritten. "
-                    "Rename one of them (names are case-insensitive)."
-                )
-            new[key] = group
-        for key, group in new.items():
-            self.groups[key] = (group, plugin_name)
-        self.plugins[plugin_name].groups.extend(group.name for group in new.values())
-
-    def _commit_layers(self, plugin_name: str, staged: list[Any]) -> None:
-        if not staged:
-            return  # a groups-only plugin must not cost a Keras import
+            return obj.name.lower()
         import keras
 
-        new: dict[str, type] = {}
-        for layer in staged:
-            if not (isinstance(layer, type) and issubclass(layer, keras.layers.Layer)):
-                raise PluginError(
-                    f"plugin {plugin_name!r} registered {layer!r}, which is not a "
-                    "keras.layers.Layer subclass"
+        if not (isinstance(obj, type) and issubclass(obj, keras.layers.Layer)):
+            raise PluginError(
+                f"plugin {plugin_name!r} registered {obj!r}, which is not a "
+                "keras.layers.Layer subclass"
+            )
+        _make_serializable(plugin_name, obj)
+        return obj.__name__
+
+    def _resolve_claim(
+        self, phase: str, key: str, claimants: list[tuple[str, Any]]
+    ) -> tuple[tuple[Any, str] | None, list[tuple[str, str]]]:
+        """Who gets a name: an existing owner keeps it; among newcomers a single claimant,
+        else the one built-in claimant, else nobody (the same whichever order they load in)."""
+        kind = phase[:-1]
+        table = self.groups if phase == "groups" else self.layers
+
+        def shown(obj: Any) -> str:
+            return obj.name if phase == "groups" else obj.__name__
+
+        if key in table:
+            existing, owner = table[key]
+            return None, [
+                (
+                    name,
+                    f"{kind} name clash: plugin {name!r} registers {shown(obj)!r}, but plugin "
+                    f"{owner!r} already registers {shown(existing)!r}; {name!r}'s was skipped, "
+                    "nothing was overwritten. Rename one of them"
+                    + (" (names are case-insensitive)." if phase == "groups" else "."),
                 )
-            name = layer.__name__
-            if name in self.layers or name in new:
-                owner = self.layers[name][1] if name in self.layers else plugin_name
-                raise PluginError(
-                    f"layer name clash: plugin {plugin_name!r} registers {name!r}, but plugin "
-                    f"{owner!r} already registers it; nothing was overwritten."
-                )
-            new[name] = layer
-        for name, layer in new.items():
-            self.layers[name] = (layer, plugin_name)
-        self.plugins[plugin_name].layers.extend(new)
+                for name, obj in claimants
+            ]
+        if len(claimants) == 1:
+            name, obj = claimants[0]
+            return (obj, name), []
+        builtin = [(name, obj) for name, obj in claimants if self._is_builtin(name)]
+        owners = " and ".join(repr(name) for name, _ in claimants)
+        if len(builtin) == 1:
+            winner_name, winner = builtin[0]
+            outcome = f"the built-in plugin {winner_name!r} keeps it"
+            losers = [(n, o) for n, o in claimants if n != winner_name]
+            result: tuple[Any, str] | None = (winner, winner_name)
+        else:
+            outcome = "none of them is used (a plugin's load order must not decide)"
+            losers, result = claimants, None
+        return result, [
+            (
+                name,
+                f"{kind} name clash: plugins {owners} all register {shown(obj)!r}; {outcome}. "
+                "Rename one of them"
+                + (" (names are case-insensitive)." if phase == "groups" else "."),
+            )
+            for name, obj in losers
+        ]
+
+    def _is_builtin(self, name: str) -> bool:
+        return self.plugins[name].source.startswith("built-in")
 
     def remove(self, name: str) -> None:
         if name not in self.plugins:
@@ -220,6 +415,25 @@ class _Registry:
         del self.plugins[name]
         del self.phases_done[name]
         self.version += 1
+
+
+def _make_serializable(plugin_name: str, layer: type) -> None:
+    """Registers a layer class with Keras under its top-level package's name when it is not
+    registered yet, so that a saved model loads; refuses a name taken by another class."""
+    import keras
+
+    if keras.saving.get_registered_object(keras.saving.get_registered_name(layer)) is layer:
+        return
+    package = layer.__module__.split(".")[0]
+    taken = keras.saving.get_registered_object(f"{package}>{layer.__name__}")
+    if taken is not None and taken is not layer:
+        raise PluginError(
+            f"plugin {plugin_name!r} registered the layer {layer.__name__!r}, which is not "
+            f"Keras-serializable, and the name '{package}>{layer.__name__}' is taken by "
+            f"{taken!r}. Decorate the class with "
+            "@keras.saving.register_keras_serializable(package='<your package>')."
+        )
+    keras.saving.register_keras_serializable(package=package)(layer)
 
 
 def _distribution_name(entry_point: Any) -> str | None:
@@ -352,17 +566,47 @@ def layer_plugin(name: str) -> str:
 
 
 def list_plugins() -> list[PluginInfo]:
-    """The loaded plugins with what each registered."""
+    """The loaded plugins with what each registered (and what was skipped, in `problems`)."""
     for phase in _PHASES:
         _registry.ensure_loaded(phase)
-    return [dataclasses.replace(info) for info in _registry.plugins.values()]
+    return [
+        dataclasses.replace(info, groups=list(info.groups), layers=list(info.layers))
+        for info in _registry.plugins.values()
+    ]
+
+
+def skipped_plugins() -> list[SkippedPlugin]:
+    """Entry points that were not loaded, with the reason (also warned about at load)."""
+    _registry.ensure_loaded("groups")
+    return list(_registry.skipped.values())
+
+
+def group_provenance(name: str | PointGroup) -> dict[str, str | None] | None:
+    """Where a registered group comes from: `{"plugin", "distribution", "version"}`; None
+    for a group object that is not the registered group of its name."""
+    group = get_group(name)
+    entry = _registry.groups.get(group.name.lower())
+    if entry is None or entry[0] is not group:
+        return None
+    info = _registry.plugins[entry[1]]
+    return {"plugin": info.name, "distribution": info.distribution, "version": info.version}
+
+
+def registered_name(plugin: Any) -> str | None:
+    """The name a plugin object is registered under, or None (loads the plugins first)."""
+    _registry.ensure_loaded("groups")
+    if not _registry.manager.is_registered(plugin):
+        return None
+    return _registry.manager.get_name(plugin)
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:
     """Registers a plugin object directly (no installation needed), e.g. in a test fixture.
 
-    Its hooks run at once; anything invalid (or any error in a hook) raises `PluginError`
-    naming the plugin, and leaves the registry as it was.
+    Its hooks run at once; anything invalid, a clash, a hook that raises or returns a value,
+    an unknown hook, raises `PluginError` naming the plugin, and leaves the registry as it was.
+    For a plugin that is already registered (an installed one, through its entry point), use
+    `groco_core.testing.registered_plugin`, which takes it out first and restores it after.
 
     Returns:
         The plugin's name, for `unregister_plugin`.
@@ -372,17 +616,38 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
         _registry.ensure_loaded("groups")
         if name in _registry.plugins:
             raise PluginError(f"A plugin named {name!r} is already registered.")
-        _registry._add(plugin, name, "registered directly", None)
+        if _registry.manager.is_registered(plugin):
+            existing = _registry.manager.get_name(plugin)
+            raise PluginError(
+                f"The plugin object {plugin!r} is already registered as {existing!r} "
+                f"({_registry.plugins[existing].source}). Use "
+                "groco_core.testing.registered_plugin (or its pytest fixture register_plugin), "
+                f"which takes it out and restores it afterwards, or unregister_plugin({existing!r})"
+                " first."
+            )
+        if isinstance(plugin, type):
+            raise PluginError(
+                f"plugin {name!r} is the class {plugin.__name__}; register an instance "
+                f"({plugin.__name__}()) or a module, so that its hooks are bound."
+            )
+        _registry._add(plugin, name, "registered directly", None, None)
         try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", GrocoPluginWarning)
+                _registry._check_hooks(plugin, name)
             for phase in _PHASES:
-                _registry._run_phase(name, phase)
-        except PluginError:
+                problems = _registry._run_phase([name], phase, commit_with_problems=False)
+                if problems:
+                    raise PluginError("; ".join(message for _, message in problems))
+        except GrocoPluginWarning as warning:
             _registry.remove(name)
-            raise
-        except Exception as error:
-            # E.g. a MatrixGroup rejected inside the hook: say which plugin it came from.
+            raise PluginError(str(warning)) from None
+        except PluginError as error:
             _registry.remove(name)
-            raise PluginError(f"plugin {name!r} failed to register: {error}") from error
+            message = str(error)
+            if repr(name) not in message:
+                message = f"plugin {name!r}: {message}"
+            raise PluginError(message) from error
     return name
 
 

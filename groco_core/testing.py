@@ -12,13 +12,47 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from groco_core import registry
+from groco_core.check import (  # the conformance kit, for a plugin's own tests
+    CheckRow,
+    assert_conforms,
+    check_group,
+    check_group_axioms,
+    check_kernel_tables,
+    check_layer_class,
+    check_layers,
+    check_plugin,
+    check_round_trip,
+    check_transform,
+)
 from groco_core.groups import PointGroup
 from groco_core.registry import get_group
+
+__all__ = [
+    "CheckRow",
+    "EquivarianceCase",
+    "assert_conforms",
+    "check_equivariance",
+    "check_group",
+    "check_group_axioms",
+    "check_kernel_tables",
+    "check_layer_class",
+    "check_layers",
+    "check_plugin",
+    "check_round_trip",
+    "check_transform",
+    "random_input",
+    "register_plugin",
+    "registered_plugin",
+    "support_weights",
+]
 
 
 def _layout(rank: int, spatial_dims: int, channels_last: bool, on_group: bool):
@@ -110,8 +144,155 @@ def check_equivariance(
                 f"{element} of {acting.name}: the layer changes the grid differently for a "
                 "transformed input."
             )
-        worst = max(worst, float(np.max(np.abs(left - right))) if left.size else 0.0)
+        difference = np.abs(left - right)
+        if not invariant_output:
+            # A lattice in part of the array (hexagonal): compare where every element is
+            # defined, i.e. inside the support mask of the output's grid.
+            difference = difference * support_weights(output_group, right.shape, out_spatial)
+        worst = max(worst, float(np.max(difference)) if difference.size else 0.0)
     return worst
+
+
+def support_weights(
+    group: PointGroup, shape: Sequence[int], spatial_axes: Sequence[int]
+) -> np.ndarray:
+    """1.0 inside `group.kernel_support_mask` of the grid of a tensor of this shape, 0.0
+    outside, shaped to broadcast against the tensor (all ones when the group has no mask)."""
+    spatial = tuple(int(shape[a]) for a in spatial_axes)
+    mask = group.kernel_support_mask(spatial)
+    broadcast = [1] * len(shape)
+    if mask is None:
+        return np.ones(broadcast, dtype="float32")
+    for axis, size in zip(spatial_axes, spatial, strict=True):
+        broadcast[axis] = size
+    return np.asarray(mask, dtype="float32").reshape(broadcast)
+
+
+def random_input(
+    shape: Sequence[int],
+    group: str | PointGroup,
+    rng: np.random.Generator | None = None,
+    data_format: str = "channels_last",
+) -> np.ndarray:
+    """A random float32 input of `shape`, zero outside the group's support mask (if any).
+
+    The input is a signal on the grid or on a group; its spatial axes are the
+    `group.dimension` axes after the batch axis (`channels_first`: after the channel axis).
+    On a lattice stored in part of the array (hexagonal) an input must be supported inside
+    that part for `check_equivariance` to be exact.
+    """
+    group = get_group(group)
+    rng = rng or np.random.default_rng(0)
+    x = rng.normal(size=tuple(shape)).astype("float32")
+    start = 1 if data_format == "channels_last" else 2
+    spatial_axes = tuple(range(start, start + group.dimension))
+    return x * support_weights(group, x.shape, spatial_axes)
+
+
+@dataclasses.dataclass
+class EquivarianceCase:
+    """One layer configuration for the conformance kit (`groco check`) to test.
+
+    A layer class provided by a plugin is checked by `groco check` when it has a classmethod
+    `equivariance_cases(group) -> list[EquivarianceCase]` (empty when the class does not
+    apply to the group).
+
+    Attributes:
+        label: the row's text, e.g. "depthwise lifting".
+        layer: an unbuilt layer (or any callable on tensors).
+        input_shape: the full input shape, batch first (channels_last); rank
+            `dimension + 2` is an image, `dimension + 3` a signal on a group.
+        input_group, output_group, acting_subgroup: as in `check_equivariance` (defaults
+            from the layer's attributes).
+        tolerance: the largest error that passes.
+    """
+
+    label: str
+    layer: Any
+    input_shape: tuple[int, ...]
+    input_group: str | PointGroup | None = None
+    output_group: str | PointGroup | None = None
+    acting_subgroup: str | PointGroup | None = None
+    tolerance: float = 1e-4
+
+    def max_error(
+        self,
+        group: str | PointGroup,
+        rng: np.random.Generator | None = None,
+        elements: Sequence[int] | None = None,
+    ) -> float:
+        """Runs `check_equivariance` on a random input supported on the group's lattice."""
+        group = get_group(group)
+        input_group = self.input_group or getattr(self.layer, "input_group", None) or group
+        x = random_input(self.input_shape, input_group, rng)
+        return check_equivariance(
+            self.layer,
+            x,
+            group=group,
+            acting_subgroup=self.acting_subgroup,
+            input_group=self.input_group,
+            output_group=self.output_group,
+            elements=elements,
+        )
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: Any, name: str | None = None) -> Iterator[str]:
+    """Registers a plugin object for the duration of a `with` block; yields its name.
+
+    Works for an installed plugin too: when the object (e.g. the plugin's module) is already
+    registered through its entry point, it is taken out first and the registry is reloaded
+    from the entry points afterwards.
+
+    Example:
+        >>> from groco_core import MatrixGroup, get_group, hookimpl
+        >>> class Plugin:
+        ...     @hookimpl
+        ...     def groco_register_groups(self, register):
+        ...         register(MatrixGroup("Tiny", [[[1, 0], [0, 1]]]))
+        >>> with registered_plugin(Plugin(), name="tiny"):
+        ...     get_group("tiny").order
+        1
+    """
+    existing = registry.registered_name(plugin)
+    if existing is not None:
+        registry.unregister_plugin(existing)
+    try:
+        registered = registry.register_plugin(plugin, name=name or existing)
+    except BaseException:
+        if existing is not None:
+            registry.reload_plugins()
+        raise
+    try:
+        yield registered
+    finally:
+        if existing is not None:
+            registry.reload_plugins()
+        else:
+            registry.unregister_plugin(registered)
+
+
+try:  # the fixture needs pytest, a test-time dependency only
+    import pytest
+except ImportError:  # pragma: no cover - without pytest there is nothing to fix up
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture
+    def register_plugin() -> Iterator[Callable[..., str]]:
+        """A pytest fixture: `register_plugin(plugin, name=None)` registers a plugin object
+        for one test (an installed one too, see `registered_plugin`) and returns its name.
+
+        Use it in a plugin's test suite with `from groco_core.testing import register_plugin`
+        in `conftest.py`.
+        """
+        with contextlib.ExitStack() as stack:
+
+            def register(plugin: Any, name: str | None = None) -> str:
+                return stack.enter_context(registered_plugin(plugin, name))
+
+            yield register
 
 
 def _element_in(group: PointGroup, matrix: np.ndarray) -> int:

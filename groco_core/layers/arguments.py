@@ -55,13 +55,37 @@ def normalize_data_format(data_format: Any) -> str:
 
 
 def check_invariant_under_group(group: PointGroup, values: tuple[int, ...], name: str) -> None:
-    """Per-axis settings (strides, dilation) must agree on axes the group exchanges."""
+    """Per-axis settings (strides, dilation) must agree on axes the group exchanges (or,
+    on a lattice such as the hexagonal one, mixes: any nonzero entry `M[i, j]`)."""
+    values_array = np.asarray(values)
     for matrix in group.matrices:
-        if not np.array_equal(np.abs(matrix) @ np.asarray(values), np.asarray(values)):
+        rows, cols = np.nonzero(matrix)
+        if not np.array_equal(values_array[rows], values_array[cols]):
             raise ValueError(
                 f"{name} must be equal on the axes that group {group.name} exchanges, or the "
                 f"layer cannot be equivariant. Received: {name}={values}"
             )
+
+
+def check_window_in_support(
+    layer_name: str, group: PointGroup, window: tuple[int, ...], name: str
+) -> None:
+    """Refuses a pooling window larger than one point on a lattice that uses only part of a
+    square window (its `kernel_support_mask`): the block would not be mapped onto itself."""
+    if max(window) == 1:
+        return
+    try:
+        mask = group.kernel_support_mask(window)
+    except ValueError:
+        mask = np.zeros(window, dtype=bool)
+    if mask is not None and not np.all(mask):
+        raise ValueError(
+            f"{layer_name}: group {group.name} ({group.lattice} lattice) uses only part of a "
+            f"square window (its kernel_support_mask), so pooling {name}={window} blocks would "
+            f"break equivariance. Received: {name}={window}. Use {name}=1 (pooling onto a "
+            "subgroup only) and a strided group convolution to downsample, or pass "
+            "allow_non_equivariance=True."
+        )
 
 
 def keras_padding(size: int, extent: int, stride: int, padding: str) -> tuple[int, int]:

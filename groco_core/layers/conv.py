@@ -135,6 +135,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         self.allow_non_equivariance = bool(allow_non_equivariance)
         # Validates the kernel shape against the group (rotations need equal sizes).
         self._spatial_permutation = self.group.kernel_permutation(self.kernel_size)
+        self._kernel_mask = self.group.kernel_support_mask(self.kernel_size)
         arguments.check_invariant_under_group(self.group, self.strides, "strides")
         arguments.check_invariant_under_group(self.group, self.dilation_rate, "dilation_rate")
         self.activation = keras.activations.get(activation)
@@ -250,12 +251,23 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         group_part = self.group.cayley[inverse_of_h]  # (|H|, |G|): h⁻¹k
         return spatial[:, :, None] * order + group_part[:, None, :]
 
+    def masked_kernel(self) -> Any:
+        """`self.kernel`, zero outside the group's `kernel_support_mask` (a hexagonal
+        lattice's corners); the kernel itself on square and cubic lattices."""
+        if self._kernel_mask is None:
+            return self.kernel
+        extra = (1,) * (len(self.kernel.shape) - self.rank)
+        mask = self._kernel_mask.reshape(self.kernel_size + extra)
+        return ops.multiply(self.kernel, ops.cast(mask, self.kernel.dtype))
+
     def transformed_kernel(self) -> Any:
         """The kernel of the equivalent plain convolution,
         `(*kernel_size, [|G|·]in_channels, |H|·filters)`."""
         points = int(np.prod(self.kernel_size))
         group_size = 1 if self.lifting else self.group.order
-        flat = ops.reshape(self.kernel, (points * group_size, self.in_channels, self.filters))
+        flat = ops.reshape(
+            self.masked_kernel(), (points * group_size, self.in_channels, self.filters)
+        )
         gathered = ops.take(flat, self._kernel_gather, axis=0)
         # (|H|, K[, |G|], C, F) → (K[, |G|], C, |H|, F)
         moved = ops.moveaxis(gathered, 0, -2)

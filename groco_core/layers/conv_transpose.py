@@ -219,7 +219,9 @@ class BaseGroupConvTranspose(BaseGroupConv):
         Keras's layout `(*extents, |G|·filters, [|H|·]in_channels)`."""
         points = int(np.prod(self.kernel_size))
         group_size = 1 if self.lifting else self.group.order
-        flat = ops.reshape(self.kernel, (points * group_size, self.in_channels, self.filters))
+        flat = ops.reshape(
+            self.masked_kernel(), (points * group_size, self.in_channels, self.filters)
+        )
         if self._extents != self.kernel_size:
             zero = ops.zeros((1, self.in_channels, self.filters), dtype=flat.dtype)
             flat = ops.concatenate([flat, zero], axis=0)

@@ -91,7 +91,7 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
 
     def export_plain(self, inputs: Any) -> Any:
         """A stock `keras.layers.BatchNormalization` with the same configuration and weights."""
-        config = super().get_config()
+        config = keras.layers.BatchNormalization.get_config(self)
         plain = keras.layers.BatchNormalization.from_config(config)
         outputs = plain(inputs)
         plain.set_weights(self.get_weights())

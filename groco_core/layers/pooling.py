@@ -107,6 +107,9 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         if not self.allow_non_equivariance:
             arguments.check_invariant_under_group(self.subgroup, self.pool_size, "pool_size")
             arguments.check_invariant_under_group(self.subgroup, self.strides, "strides")
+            arguments.check_window_in_support(
+                layer_name, self.subgroup, self.pool_size, "pool_size"
+            )
         self._coset_table = coset_indices(self.group, self.subgroup)
         self.input_spec = keras.layers.InputSpec(ndim=rank + 3)
 

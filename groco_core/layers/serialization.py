@@ -1,23 +1,88 @@
-"""What every group layer shares when it is loaded from a config."""
+"""What every group layer shares when it is saved to and loaded from a config."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from groco_core import registry
 from groco_core.registry import get_group
+
+_GROUP_KEYS = ("group", "subgroup")
+PROVENANCE_KEY = "group_plugins"
 
 
 class RegisteredGroupsMixin:
-    """Loads a layer only when the groups its config names are registered.
+    """Saves where a layer's groups come from, and loads the layer only when they exist.
 
-    Keras turns any error raised by a constructor during loading into a `TypeError` about
-    deserialization; a group that no plugin provides deserves its own `ValueError`, naming
-    the group and saying that a plugin must provide it. Put the mixin first among the bases.
+    `get_config` adds `group_plugins`: for each group the layer uses, the plugin and the
+    distribution that provided it. Keras turns any error raised by a constructor during
+    loading into a `TypeError` about deserialization; a group that no plugin provides
+    deserves its own `ValueError`, naming the group, saying that a plugin must provide it,
+    and which plugin did when the model was saved. Put the mixin first among the bases.
     """
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        provenance = {}
+        for key in _GROUP_KEYS:
+            group = getattr(self, key, None)
+            origin = None if group is None else registry.group_provenance(group)
+            if origin is not None:
+                provenance[group.name] = _describe(origin)
+        config[PROVENANCE_KEY] = provenance
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Any:
-        for key in ("group", "subgroup"):
-            if isinstance(config.get(key), str):
-                get_group(config[key])
+        config = dict(config)
+        provenance = config.pop(PROVENANCE_KEY, None) or {}
+        for key in _GROUP_KEYS:
+            name = config.get(key)
+            if not isinstance(name, str):
+                continue
+            try:
+                get_group(name)
+            except ValueError as error:
+                origin = provenance.get(name)
+                if origin is None:
+                    raise
+                raise ValueError(
+                    f"{error} The model was saved with {name} from {origin}; install that "
+                    "plugin to load it."
+                ) from None
         return super().from_config(config)
+
+
+def _describe(provenance: dict[str, str | None]) -> str:
+    """`plugin 'hexagonal' (distribution 'groco-hexagonal' 0.1.0)`."""
+    text = f"plugin {provenance['plugin']!r}"
+    if provenance["distribution"]:
+        version = f" {provenance['version']}" if provenance["version"] else ""
+        text += f" (distribution {provenance['distribution']!r}{version})"
+    return text
+
+
+def load_model(filepath: Any, custom_objects: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """`keras.saving.load_model` that first makes every registered layer known to Keras.
+
+    `import groco_core` imports neither Keras nor any plugin, so a plain
+    `keras.models.load_model` cannot yet know the classes of a file's groco and plugin layers.
+    This loads the plugins' layers (registering each with Keras), then loads the file. After
+    it (or any use of the layers), `keras.models.load_model` works too.
+
+    Args:
+        filepath: the `.keras` file.
+        custom_objects: more objects for Keras, as in `keras.saving.load_model`.
+        **kwargs: passed on (`compile`, `safe_mode`).
+
+    Raises:
+        ValueError: when a layer's group is not registered, naming the group and the plugin
+            that provided it when the model was saved.
+    """
+    import keras
+
+    known = {}
+    for layer in registry.list_layers():
+        known[keras.saving.get_registered_name(layer)] = layer
+    known.update(custom_objects or {})
+    return keras.saving.load_model(filepath, custom_objects=known, **kwargs)
