@@ -82,7 +82,17 @@ def format_matrix(matrix: Any) -> str:
 
 
 def _proper_subgroups(group: PointGroup) -> dict[str, tuple[int, ...]]:
-    return {name: indices for name, indices in group.subgroups.items() if name != group.name}
+    """Registered subgroups with fewer elements (an alias, same elements, is not one)."""
+    return {name: idx for name, idx in group.subgroups.items() if len(idx) < group.order}
+
+
+def _aliases(group: PointGroup) -> list[str]:
+    """Other registered names for the same elements on the same lattice."""
+    return [
+        name
+        for name, idx in group.subgroups.items()
+        if len(idx) == group.order and name != group.name
+    ]
 
 
 def _indices(indices: Sequence[int]) -> str:
@@ -154,6 +164,8 @@ def show_command(args: argparse.Namespace) -> int:
         f"order {group.order}, dimension {group.dimension}, {group.lattice} lattice, "
         f"plugin {registry.group_plugin(group.name)}"
     )
+    if _aliases(group):
+        print(f"aliases (same elements, another name): {', '.join(_aliases(group))}")
 
     print(f"\nElements (index, matrix acting on {axes}):")
     print(
@@ -183,8 +195,9 @@ def show_command(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("list-plugins", "list the loaded plugins and what each registered")
+@command("list-plugins", "list the plugins, what each registered, and the skipped ones")
 def list_plugins_command(args: argparse.Namespace) -> int:
+    plugins = registry.list_plugins()
     rows = [
         [
             info.name,
@@ -193,10 +206,79 @@ def list_plugins_command(args: argparse.Namespace) -> int:
             ", ".join(info.groups) or "-",
             ", ".join(info.layers) or "-",
         ]
-        for info in registry.list_plugins()
+        for info in plugins
     ]
     print(format_table(["name", "source", "version", "groups", "layers"], rows))
+    problems = [(info.name, problem) for info in plugins for problem in info.problems]
+    if problems:
+        print("\nProblems (what was skipped or ignored):")
+        for name, problem in problems:
+            print(f"{name}: {problem}")
+    skipped = registry.skipped_plugins()
+    if skipped:
+        print("\nSkipped plugins (not loaded):")
+        for plugin in skipped:
+            print(f"{plugin.name} ({plugin.source}): {plugin.reason}")
     return 0
+
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("groups", nargs="*", metavar="GROUP", help="group names to check")
+    parser.add_argument("--all", action="store_true", help="check every registered group")
+    parser.add_argument(
+        "--plugin", metavar="NAME", help="check everything one plugin registered, in strict mode"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="test the layers on a generating set of elements only"
+    )
+
+
+@command(
+    "check",
+    "conformance kit: group axioms, kernel tables, layer equivariance, .keras round trip",
+    _check_arguments,
+)
+def check_command(args: argparse.Namespace) -> int:
+    import time
+
+    from groco_core import check
+
+    chosen = [bool(args.groups), args.all, args.plugin is not None]
+    if sum(chosen) != 1:
+        raise CommandError(
+            "check needs exactly one of: group names, --all, --plugin NAME. Received: "
+            f"groups={args.groups}, all={args.all}, plugin={args.plugin!r}"
+        )
+    start = time.perf_counter()
+    if args.plugin is not None:
+        strict = os.environ.get("GROCO_STRICT_PLUGINS")
+        os.environ["GROCO_STRICT_PLUGINS"] = "1"
+        registry.reload_plugins()
+        try:
+            rows = check.check_plugin(args.plugin, quick=args.quick)
+        except ValueError as error:
+            if isinstance(error, registry.PluginError):
+                raise
+            raise CommandError(str(error)) from None
+        finally:
+            if strict is None:
+                del os.environ["GROCO_STRICT_PLUGINS"]
+            else:
+                os.environ["GROCO_STRICT_PLUGINS"] = strict
+            registry.reload_plugins()
+    else:
+        names = [group.name for group in registry.list_groups()] if args.all else args.groups
+        groups = [_get_group(name) for name in names]
+        rows = []
+        for group in groups:
+            rows.extend(check.check_group(group, quick=args.quick))
+    print(format_table(["group", "check", "max error", "result"], check.format_rows(rows)))
+    failed = [row for row in rows if not row.passed]
+    groups_checked = len({row.group for row in rows})
+    elapsed = time.perf_counter() - start
+    outcome = f"{len(failed)} FAILED" if failed else "all passed"
+    print(f"\n{len(rows)} checks on {groups_checked} group(s) in {elapsed:.1f} s: {outcome}")
+    return 1 if failed else 0
 
 
 @command("list-layers", "list the registered layer classes")
