@@ -380,7 +380,8 @@ class _Registry:
             name, obj = claimants[0]
             return (obj, name), []
         builtin = [(name, obj) for name, obj in claimants if self._is_builtin(name)]
-        owners = " and ".join(repr(name) for name, _ in claimants)
+        names = [repr(name) for name, _ in claimants]
+        owners = f"{', '.join(names[:-1])} and {names[-1]}"
         if len(builtin) == 1:
             winner_name, winner = builtin[0]
             outcome = f"the built-in plugin {winner_name!r} keeps it"
