@@ -441,7 +441,10 @@ def check_plugin(name: str, quick: bool = False) -> list[CheckRow]:
     if info is None:
         known = ", ".join(plugin.name for plugin in registry.list_plugins())
         raise ValueError(f"Unknown plugin {name!r}. Loaded plugins: {known}.")
-    rows = []
+    rows = [
+        CheckRow(f"plugin {name}", "loads without problems", None, False, problem)
+        for problem in info.problems
+    ]
     for group in info.groups:
         rows.extend(check_group(group, quick=quick))
     rng = np.random.default_rng(0)
