@@ -35,9 +35,14 @@ def resolve_group_pair(
     return group, subgroup, group.subgroup_indices(subgroup)
 
 
-def add_kernel_and_bias(layer: keras.layers.Layer, kernel_shape: tuple[int, ...]) -> None:
+def add_kernel_and_bias(
+    layer: keras.layers.Layer,
+    kernel_shape: tuple[int, ...],
+    bias_shape: tuple[int, ...] | None = None,
+) -> None:
     """Creates `layer.kernel` (untransformed) and `layer.bias` (one per output field, shared
-    over the group) from the layer's initializers, regularizers and constraints."""
+    over the group; shape `bias_shape`, default the kernel's last axis) from the layer's
+    initializers, regularizers and constraints. Public for layer plugins."""
     layer.kernel = layer.add_weight(
         name="kernel",
         shape=kernel_shape,
@@ -49,7 +54,7 @@ def add_kernel_and_bias(layer: keras.layers.Layer, kernel_shape: tuple[int, ...]
     if layer.use_bias:
         layer.bias = layer.add_weight(
             name="bias",
-            shape=kernel_shape[-1:],
+            shape=kernel_shape[-1:] if bias_shape is None else bias_shape,
             initializer=layer.bias_initializer,
             regularizer=layer.bias_regularizer,
             constraint=layer.bias_constraint,

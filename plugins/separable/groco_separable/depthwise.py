@@ -1,0 +1,321 @@
+"""Depthwise group convolutions: one spatial kernel per input channel, transformed by each
+group element, no mixing across channels or group elements.
+
+`out(p, h, c·M + m) = Σ_q f_c(q, h) ψ_{c,m}(M_h⁻¹ (q − p))` (lifting: `f_c(q)`). Built on
+the core's `BaseGroupConv` (arguments, padding rule, input checks, kernel mask, config): only
+the kernel's shape, its transformation (spatial only) and the convolution differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from groco_core.groups import PointGroup
+from groco_core.layers.conv import BaseGroupConv, add_kernel_and_bias
+
+FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches")
+
+# The fastest correct formulation per backend on CPU, measured by benchmarks/separable.py
+# (docs/separable.md has the numbers). `depthwise_conv` exists for 1 and 2 spatial axes only.
+FASTEST_FORMULATION = {
+    "jax": {2: "depthwise_conv", 3: "grouped_conv"},
+    "tensorflow": {2: "depthwise_conv", 3: "grouped_conv"},
+    "torch": {2: "depthwise_conv", 3: "grouped_conv"},
+}
+
+_RENAMED = {
+    "kernel_initializer": "depthwise_initializer",
+    "kernel_regularizer": "depthwise_regularizer",
+    "kernel_constraint": "depthwise_constraint",
+}
+
+
+def check_depth_multiplier(depth_multiplier: Any) -> int:
+    """`depth_multiplier` as an int, or a TypeError / ValueError saying what it must be."""
+    if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)):
+        raise TypeError(
+            f"depth_multiplier must be a positive int. Received: "
+            f"depth_multiplier={depth_multiplier!r}"
+        )
+    if depth_multiplier <= 0:
+        raise ValueError(
+            "depth_multiplier must be a positive int. Received: "
+            f"depth_multiplier={depth_multiplier}"
+        )
+    return int(depth_multiplier)
+
+
+def check_formulation(formulation: Any, rank: int) -> str | None:
+    """`formulation` (None: the backend's fastest), or a ValueError listing the choices."""
+    if formulation is None:
+        return None
+    choices = FORMULATIONS if rank <= 2 else FORMULATIONS[1:]
+    if formulation not in choices:
+        raise ValueError(
+            f"formulation must be None (the backend's fastest) or one of "
+            f"{', '.join(repr(c) for c in choices)} for {rank} spatial axes "
+            f"(keras.ops.depthwise_conv has 1 or 2). Received: formulation={formulation!r}"
+        )
+    return formulation
+
+
+def depthwise_correlation(
+    x: Any,
+    kernel: Any,
+    strides: tuple[int, ...],
+    dilation_rate: tuple[int, ...],
+    formulation: str,
+) -> Any:
+    """'valid' depthwise cross-correlation, channels last, with one of three formulations.
+
+    Args:
+        x: `(batch, *spatial, C)`.
+        kernel: `(*kernel_size, C, M)`; output channel `c·M + m` uses `kernel[..., c, m]`.
+        strides, dilation_rate: per spatial axis.
+        formulation: `"depthwise_conv"` (`keras.ops.depthwise_conv`, 1 or 2 spatial axes),
+            `"grouped_conv"` (`keras.ops.conv` with `C` feature groups) or `"patches"` (the
+            shifted windows stacked on a new axis, contracted with the kernel by one einsum).
+
+    Returns:
+        `(batch, *out_spatial, C·M)`.
+    """
+    rank = len(strides)
+    kernel_size = tuple(kernel.shape[:rank])
+    channels, multiplier = kernel.shape[-2], kernel.shape[-1]
+    if formulation == "depthwise_conv":
+        return ops.depthwise_conv(
+            x, kernel, strides, "valid", "channels_last", dilation_rate=dilation_rate
+        )
+    if formulation == "grouped_conv":
+        grouped = ops.reshape(kernel, (*kernel_size, 1, channels * multiplier))
+        return ops.conv(x, grouped, strides, "valid", "channels_last", dilation_rate)
+    spatial = tuple(x.shape[1 : 1 + rank])
+    out = [
+        (n - d * (k - 1) - 1) // s + 1
+        for n, k, s, d in zip(spatial, kernel_size, strides, dilation_rate, strict=True)
+    ]
+    windows = []
+    for offset in np.ndindex(*kernel_size):
+        index = [slice(None)]
+        for o, n, s, d in zip(offset, out, strides, dilation_rate, strict=True):
+            index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
+        windows.append(x[tuple(index)])
+    patches = ops.stack(windows, axis=-2)  # (batch, *out, K, C)
+    flat_kernel = ops.reshape(kernel, (-1, channels, multiplier))
+    y = ops.einsum("...kc,kcm->...cm", patches, flat_kernel)
+    return ops.reshape(y, (-1, *out, channels * multiplier))
+
+
+class BaseDepthwiseGroupConv(BaseGroupConv):
+    """Rank-generic depthwise group convolution; `DepthwiseGroupConv2D/3D` only fix `rank`.
+
+    Each input channel has `depth_multiplier` spatial kernels. At output element `h` (of
+    `subgroup`, default `group`) the input at `h` (lifting: the image) is convolved with
+    those kernels transformed by `h`; channels and group elements are never mixed.
+
+    Args:
+        rank: number of spatial axes.
+        kernel_size: as in `keras.layers.DepthwiseConv2D`.
+        group: the point group (name or object); its dimension must equal `rank`.
+        subgroup: a subgroup of `group` on which the output lives; default `group`.
+        depth_multiplier: kernels (output channels) per input channel.
+        strides, padding, data_format, dilation_rate, activation, use_bias,
+            allow_non_equivariance: as in `groco_core.GroupConv2D`.
+        depthwise_initializer, depthwise_regularizer, depthwise_constraint, bias_*: as in
+            `keras.layers.DepthwiseConv2D`.
+        formulation: how the depthwise convolution runs: None (the backend's fastest, see
+            `FASTEST_FORMULATION`), `"depthwise_conv"`, `"grouped_conv"` or `"patches"`.
+            All give the same result.
+
+    Input shape:
+        Lifting: `(batch, *spatial, C)`; group: `(batch, *spatial, |G|, C)`
+        (`channels_first`: channels on axis 1).
+
+    Output shape:
+        `(batch, *new_spatial, |subgroup|, C·depth_multiplier)`, channel `c·M + m`.
+
+    Raises:
+        ValueError / TypeError: for arguments or inputs the layer cannot use, naming the
+            argument, the value received and the fix.
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        kernel_size: int | tuple[int, ...],
+        group: str | PointGroup,
+        subgroup: str | PointGroup | None = None,
+        depth_multiplier: int = 1,
+        strides: int | tuple[int, ...] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, ...] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        allow_non_equivariance: bool = False,
+        formulation: str | None = None,
+        **kwargs: Any,
+    ):
+        depth_multiplier = check_depth_multiplier(depth_multiplier)
+        self.formulation = check_formulation(formulation, rank)
+        super().__init__(
+            rank,
+            depth_multiplier,  # the base's `filters`: kernels per input channel
+            kernel_size,
+            group,
+            subgroup,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=depthwise_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=depthwise_constraint,
+            bias_constraint=bias_constraint,
+            allow_non_equivariance=allow_non_equivariance,
+            **kwargs,
+        )
+
+    @property
+    def depth_multiplier(self) -> int:
+        return self.filters
+
+    @property
+    def output_channels(self) -> int:
+        """`in_channels · depth_multiplier` (known once built)."""
+        return self.in_channels * self.filters
+
+    def _add_kernel_and_bias(self) -> None:
+        add_kernel_and_bias(
+            self,
+            self.kernel_size + (self.in_channels, self.depth_multiplier),
+            bias_shape=(self.output_channels,),
+        )
+        # Kept in numpy: a backend tensor made here could belong to a graph being traced.
+        self._kernel_gather = self.transformed_kernel_indices().astype("int32")
+        self._input_elements = None
+        if not self.lifting and len(self._output_elements) != self.group.order:
+            self._input_elements = np.asarray(self._output_elements, dtype="int32")
+        self.built = True
+
+    def transformed_kernel_indices(self) -> np.ndarray:
+        """Gather indices `(|H|, kernel points)`: row `h` lists where `ψ(M_h⁻¹ r)` is stored.
+        The group axis of the input is never mixed, so the kernel has no group part."""
+        return self._spatial_permutation[np.asarray(self._output_elements)]
+
+    def transformed_kernel(self) -> Any:
+        """The kernel of the equivalent plain depthwise convolution, `(*kernel_size, C_in, M')`:
+        lifting: `C_in = C`, `M' = |H|·M` (channel `c·|H|·M + h·M + m`); group input:
+        `C_in = |H|·C` (input channel `h·C + c`), `M' = M`."""
+        flat = ops.reshape(self.masked_kernel(), (-1, self.in_channels, self.depth_multiplier))
+        gathered = ops.take(flat, self._kernel_gather, axis=0)  # (|H|, K, C, M)
+        elements = len(self._output_elements)
+        if self.lifting:
+            moved = ops.moveaxis(gathered, 0, 2)  # (K, C, |H|, M)
+            return ops.reshape(
+                moved, self.kernel_size + (self.in_channels, elements * self.depth_multiplier)
+            )
+        moved = ops.moveaxis(gathered, 0, 1)  # (K, |H|, C, M)
+        return ops.reshape(
+            moved, self.kernel_size + (elements * self.in_channels, self.depth_multiplier)
+        )
+
+    def _formulation(self) -> str:
+        if self.formulation is not None:
+            return self.formulation
+        return FASTEST_FORMULATION.get(keras.backend.backend(), {}).get(self.rank, "grouped_conv")
+
+    def call(self, inputs: Any) -> Any:
+        channels_first = self.data_format == "channels_first"
+        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        elements = len(self._output_elements)
+        if not self.lifting:
+            if self._input_elements is not None:
+                x = ops.take(x, self._input_elements, axis=-2)
+            shape = ops.shape(x)
+            x = ops.reshape(x, (-1, *shape[1:-2], elements * self.in_channels))
+        paddings = self._paddings(tuple(x.shape[1 : 1 + self.rank]))
+        if any(before or after for before, after in paddings):
+            x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
+        y = depthwise_correlation(
+            x, self.transformed_kernel(), self.strides, self.dilation_rate, self._formulation()
+        )
+        shape = ops.shape(y)
+        if self.lifting:
+            # channel c·|H|·M + h·M + m → (h, c·M + m)
+            y = ops.reshape(y, (-1, *shape[1:-1], self.in_channels, elements, self.filters))
+            y = ops.swapaxes(y, -3, -2)
+        y = ops.reshape(y, (-1, *shape[1:-1], elements, self.output_channels))
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return ops.moveaxis(y, -1, 1) if channels_first else y
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        input_shape = tuple(input_shape)
+        spatial = self._output_spatial(self._spatial_shape(input_shape))
+        elements = len(self._output_elements)
+        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
+        channels = None if channels is None else channels * self.depth_multiplier
+        if self.data_format == "channels_last":
+            return (input_shape[0], *spatial, elements, channels)
+        return (input_shape[0], channels, *spatial, elements)
+
+    def export_plain(self, inputs: Any) -> Any:
+        """The same computation with stock Keras layers only (see `groco_core.export`)."""
+        from groco_separable.exporting import export_depthwise_group_conv
+
+        return export_depthwise_group_conv(self, inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["depth_multiplier"] = config.pop("filters")
+        for old, new in _RENAMED.items():
+            config[new] = config.pop(old)
+        config["formulation"] = self.formulation
+        return config
+
+
+@keras.saving.register_keras_serializable(package="groco_separable")
+class DepthwiseGroupConv2D(BaseDepthwiseGroupConv):
+    """2D depthwise group convolution, e.g. on `"P4M"`; see `BaseDepthwiseGroupConv`.
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_separable import DepthwiseGroupConv2D
+        >>> layer = DepthwiseGroupConv2D(3, group="P4M", depth_multiplier=2)
+        >>> lifted = layer(np.zeros((2, 9, 9, 3)))
+        >>> lifted.shape
+        (2, 7, 7, 8, 6)
+        >>> DepthwiseGroupConv2D(3, group="P4M", subgroup="P4")(lifted).shape
+        (2, 5, 5, 4, 6)
+    """
+
+    def __init__(self, kernel_size, group, subgroup=None, **kwargs):
+        super().__init__(2, kernel_size, group, subgroup, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="groco_separable")
+class DepthwiseGroupConv3D(BaseDepthwiseGroupConv):
+    """3D depthwise group convolution (cubic-lattice groups); see `BaseDepthwiseGroupConv`.
+    Stock Keras has no `DepthwiseConv3D`: it runs (and exports) as a grouped `Conv3D`."""
+
+    def __init__(self, kernel_size, group, subgroup=None, **kwargs):
+        super().__init__(3, kernel_size, group, subgroup, **kwargs)
