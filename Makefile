@@ -18,6 +18,7 @@ $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
 # All three backends; torch is pinned to its CPU build in pyproject.toml.
 $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e ".[jax,tensorflow,torch,test,demo]"
+	$(PIP) -e examples/groco-hexagonal
 	touch $@ $(VENV)/.run-deps
 
 run: $(VENV)/.run-deps
