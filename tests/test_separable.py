@@ -397,3 +397,14 @@ def test_an_invariant_separable_network_trains_and_stays_invariant(rng):
     assert np.all(np.isfinite(history.history["loss"]))
     err = max_equivariance_error(model, images[:4], get_group("P4M").matrices)
     assert err < 1e-4
+
+
+def test_the_conformance_kit_cases_pass():
+    group = get_group("P4M")
+    for layer_class in (DepthwiseGroupConv2D, SeparableGroupConv2D):
+        cases = layer_class.equivariance_cases(group)
+        assert len(cases) == 2
+        for case in cases:
+            assert case.max_error(group) < case.tolerance, case.label
+    assert DepthwiseGroupConv3D.equivariance_cases(group) == []
+    assert SeparableGroupConv3D.equivariance_cases(group) == []

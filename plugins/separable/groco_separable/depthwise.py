@@ -27,6 +27,9 @@ FASTEST_FORMULATION = {
     "torch": {2: "depthwise_conv", 3: "grouped_conv"},
 }
 
+# Input side of the layers `equivariance_cases` gives `groco check`, per rank: small and odd.
+CHECK_INPUT_SIDE = {2: 7, 3: 5}
+
 _RENAMED = {
     "kernel_initializer": "depthwise_initializer",
     "kernel_regularizer": "depthwise_regularizer",
@@ -284,6 +287,21 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
 
         return export_depthwise_group_conv(self, inputs)
 
+    @classmethod
+    def equivariance_cases(cls, group: PointGroup) -> list[Any]:
+        """Small layers of this class on `group` for `groco check` (none for another rank)."""
+        if group.dimension != cls.RANK:
+            return []
+        from groco_core.testing import EquivarianceCase
+
+        size = (CHECK_INPUT_SIDE[cls.RANK],) * cls.RANK
+        return [
+            EquivarianceCase(
+                "depthwise lifting", cls(3, group=group, depth_multiplier=2), (1, *size, 2)
+            ),
+            EquivarianceCase("depthwise group", cls(3, group=group), (1, *size, group.order, 2)),
+        ]
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["depth_multiplier"] = config.pop("filters")
@@ -308,8 +326,10 @@ class DepthwiseGroupConv2D(BaseDepthwiseGroupConv):
         (2, 5, 5, 4, 6)
     """
 
+    RANK = 2
+
     def __init__(self, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(2, kernel_size, group, subgroup, **kwargs)
+        super().__init__(self.RANK, kernel_size, group, subgroup, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="groco_separable")
@@ -317,5 +337,7 @@ class DepthwiseGroupConv3D(BaseDepthwiseGroupConv):
     """3D depthwise group convolution (cubic-lattice groups); see `BaseDepthwiseGroupConv`.
     Stock Keras has no `DepthwiseConv3D`: it runs (and exports) as a grouped `Conv3D`."""
 
+    RANK = 3
+
     def __init__(self, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(3, kernel_size, group, subgroup, **kwargs)
+        super().__init__(self.RANK, kernel_size, group, subgroup, **kwargs)

@@ -18,7 +18,7 @@ import keras
 from groco_core.groups import PointGroup
 from groco_core.layers.conv import BaseGroupConv
 from groco_core.layers.serialization import RegisteredGroupsMixin
-from groco_separable.depthwise import BaseDepthwiseGroupConv
+from groco_separable.depthwise import CHECK_INPUT_SIDE, BaseDepthwiseGroupConv
 
 ORDERS = ("depthwise_first", "pointwise_first")
 
@@ -145,6 +145,33 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         return self.depthwise.data_format
 
     @property
+    def input_group(self) -> PointGroup:
+        """The group a non-lifting input lives on."""
+        return self.group
+
+    @property
+    def output_group(self) -> PointGroup:
+        """The group the output lives on."""
+        return self.subgroup
+
+    @classmethod
+    def equivariance_cases(cls, group: PointGroup) -> list[Any]:
+        """Small layers of this class on `group` for `groco check` (none for another rank)."""
+        if group.dimension != cls.RANK:
+            return []
+        from groco_core.testing import EquivarianceCase
+
+        size = (CHECK_INPUT_SIDE[cls.RANK],) * cls.RANK
+        return [
+            EquivarianceCase("separable lifting", cls(2, 3, group=group), (1, *size, 2)),
+            EquivarianceCase(
+                "separable group, pointwise first",
+                cls(2, 3, group=group, order="pointwise_first"),
+                (1, *size, group.order, 2),
+            ),
+        ]
+
+    @property
     def parts(self) -> tuple[keras.layers.Layer, keras.layers.Layer]:
         """The two parts in the order they are applied."""
         if self.order == "depthwise_first":
@@ -225,13 +252,17 @@ class SeparableGroupConv2D(BaseSeparableGroupConv):
         (2, 5, 5, 4, 4)
     """
 
+    RANK = 2
+
     def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(2, filters, kernel_size, group, subgroup, **kwargs)
+        super().__init__(self.RANK, filters, kernel_size, group, subgroup, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="groco_separable")
 class SeparableGroupConv3D(BaseSeparableGroupConv):
     """3D separable group convolution (cubic-lattice groups); see `BaseSeparableGroupConv`."""
 
+    RANK = 3
+
     def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(3, filters, kernel_size, group, subgroup, **kwargs)
+        super().__init__(self.RANK, filters, kernel_size, group, subgroup, **kwargs)
