@@ -159,9 +159,9 @@ def test_pooling_onto_a_subgroup_and_global_pooling(rng):
         assert equivariance_error(pooling, x, p6m, acting=p6m) < 1e-6
 
 
-def test_the_conformance_kit_passes_on_every_hexagonal_group():
-    for name in ("P6M", "P3M1", "HexM30"):
-        assert_conforms(name, quick=name != "P6M")
+def test_the_conformance_kit_passes_on_p6m():
+    # Every row of `groco check P6M`; the subgroups are checked by `groco check --plugin`.
+    assert_conforms("P6M")
 
 
 def test_bad_sizes_get_a_clear_message():
