@@ -1,9 +1,9 @@
 """Every 3D layer on the cube groups: equivariance with the tests' own numpy transforms.
 
 Groups: Oh, O, D4h, D3d (a 3-fold axis along a body diagonal) and C2v_f (a 2-fold axis
-along a face diagonal). On the TensorFlow backend every element of the acting group is
-tested;
-the other backends test a fixed sample that includes a generating set of Oh.
+along a face diagonal). On the TensorFlow backend (the quickest here) every element of the
+acting group is tested; the other backends test a fixed sample that includes a generating
+set of Oh.
 """
 
 from __future__ import annotations
