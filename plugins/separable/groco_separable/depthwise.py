@@ -17,12 +17,12 @@ from keras import ops
 from groco_core.groups import PointGroup
 from groco_core.layers.conv import BaseGroupConv, add_kernel_and_bias
 
-FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches")
+FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches", "shifts")
 
 # The fastest correct formulation per backend on CPU, measured by benchmarks/separable.py
 # (docs/separable.md has the numbers). `depthwise_conv` exists for 1 and 2 spatial axes only.
 FASTEST_FORMULATION = {
-    "jax": {2: "depthwise_conv", 3: "grouped_conv"},
+    "jax": {2: "shifts", 3: "shifts"},
     "tensorflow": {2: "depthwise_conv", 3: "grouped_conv"},
     "torch": {2: "depthwise_conv", 3: "grouped_conv"},
 }
@@ -73,15 +73,16 @@ def depthwise_correlation(
     dilation_rate: tuple[int, ...],
     formulation: str,
 ) -> Any:
-    """'valid' depthwise cross-correlation, channels last, with one of three formulations.
+    """'valid' depthwise cross-correlation, channels last, with one of four formulations.
 
     Args:
         x: `(batch, *spatial, C)`.
         kernel: `(*kernel_size, C, M)`; output channel `c·M + m` uses `kernel[..., c, m]`.
         strides, dilation_rate: per spatial axis.
         formulation: `"depthwise_conv"` (`keras.ops.depthwise_conv`, 1 or 2 spatial axes),
-            `"grouped_conv"` (`keras.ops.conv` with `C` feature groups) or `"patches"` (the
-            shifted windows stacked on a new axis, contracted with the kernel by one einsum).
+            `"grouped_conv"` (`keras.ops.conv` with `C` feature groups), `"patches"` (the
+            shifted windows stacked on a new axis, contracted with the kernel by one einsum)
+            or `"shifts"` (the shifted windows times their kernel point, summed).
 
     Returns:
         `(batch, *out_spatial, C·M)`.
@@ -106,10 +107,16 @@ def depthwise_correlation(
         index = [slice(None)]
         for o, n, s, d in zip(offset, out, strides, dilation_rate, strict=True):
             index.append(slice(o * d, o * d + (n - 1) * s + 1, s))
-        windows.append(x[tuple(index)])
-    patches = ops.stack(windows, axis=-2)  # (batch, *out, K, C)
+        windows.append(x[tuple(index)])  # (batch, *out, C): the inputs under kernel point r
     flat_kernel = ops.reshape(kernel, (-1, channels, multiplier))
-    y = ops.einsum("...kc,kcm->...cm", patches, flat_kernel)
+    if formulation == "patches":
+        patches = ops.stack(windows, axis=-2)  # (batch, *out, K, C)
+        y = ops.einsum("...kc,kcm->...cm", patches, flat_kernel)
+    else:  # shifts: Σ_r window_r · ψ_r, elementwise
+        y = sum(
+            ops.multiply(ops.expand_dims(window, -1), flat_kernel[r])
+            for r, window in enumerate(windows)
+        )
     return ops.reshape(y, (-1, *out, channels * multiplier))
 
 
@@ -131,7 +138,7 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
         depthwise_initializer, depthwise_regularizer, depthwise_constraint, bias_*: as in
             `keras.layers.DepthwiseConv2D`.
         formulation: how the depthwise convolution runs: None (the backend's fastest, see
-            `FASTEST_FORMULATION`), `"depthwise_conv"`, `"grouped_conv"` or `"patches"`.
+            `FASTEST_FORMULATION`), `"depthwise_conv"`, `"grouped_conv"`, `"patches"` or `"shifts"`.
             All give the same result.
 
     Input shape:

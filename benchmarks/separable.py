@@ -1,0 +1,128 @@
+"""SeparableGroupConv against GroupConv: parameters and train-step time, and the fastest
+depthwise formulation on this backend.
+
+2D: P4M, 32 fields in and out, 28×28, kernels 3×3 and 5×5: a group convolution
+`(B, 28, 28, 8, 32) → (B, ·, ·, 8, 32)` (`padding="same_equiv"`) as `GroupConv2D` and as
+`SeparableGroupConv2D` with each depthwise formulation (`depthwise_conv`, `grouped_conv`,
+`patches`). 3D: the same on `O` (the cube's rotations, when a plugin provides it) on a small
+volume. All models of one configuration train side by side in one process, steps
+interleaved (the order rotates every repeat), and the median step times are compared.
+
+Run: `KERAS_BACKEND=jax python benchmarks/separable.py [--repeats 7] [--steps 2] [--json]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import keras
+import numpy as np
+from groco_separable import SeparableGroupConv2D, SeparableGroupConv3D
+from groco_separable.depthwise import FASTEST_FORMULATION, FORMULATIONS
+
+from groco_core import GroupConv2D, GroupConv3D, get_group, list_groups
+
+CONFIGS = {
+    "2d": {"group": "P4M", "fields": 32, "size": 28, "kernels": (3, 5)},
+    "3d": {"group": "O", "fields": 8, "size": 10, "kernels": (3,)},
+}
+
+
+def _model(layer: keras.layers.Layer, shape: tuple[int, ...]) -> keras.Model:
+    inputs = keras.Input(shape)
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    return model
+
+
+def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return (time.perf_counter() - start) / steps
+
+
+def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int) -> dict:
+    """Median train-step times of GroupConv and of SeparableGroupConv per formulation."""
+    config = CONFIGS[f"{rank}d"]
+    group, fields, size = config["group"], config["fields"], config["size"]
+    order = get_group(group).order
+    shape = (size,) * rank + (order, fields)
+    full_class = GroupConv2D if rank == 2 else GroupConv3D
+    separable_class = SeparableGroupConv2D if rank == 2 else SeparableGroupConv3D
+    formulations = FORMULATIONS if rank == 2 else FORMULATIONS[1:]
+    options = {"group": group, "padding": "same_equiv"}
+    models = {"GroupConv": _model(full_class(fields, kernel, **options), shape)}
+    for formulation in formulations:
+        layer = separable_class(fields, kernel, formulation=formulation, **options)
+        models[f"Separable[{formulation}]"] = _model(layer, shape)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, *shape)).astype("float32")
+    y = rng.normal(size=(batch, *shape)).astype("float32")
+    for model in models.values():  # compile and warm up
+        for _ in range(2):
+            model.train_on_batch(x, y)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
+    for repeat in range(repeats):
+        # Rotate the order so drifts in machine load hit every model alike.
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(_time_steps(models[name], x, y, steps))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    separable_medians = {n: t for n, t in medians.items() if n.startswith("Separable")}
+    fastest = min(separable_medians, key=separable_medians.get)
+    chosen = FASTEST_FORMULATION[keras.backend.backend()][rank]
+    return {
+        "backend": keras.backend.backend(),
+        "group": group,
+        "kernel": kernel,
+        "batch": batch,
+        "params_group_conv": models["GroupConv"].count_params(),
+        "params_separable": models[f"Separable[{formulations[0]}]"].count_params(),
+        "step_ms": {name: 1e3 * t for name, t in medians.items()},
+        "fastest_formulation": fastest.split("[")[1].rstrip("]"),
+        "default_formulation": chosen,
+        "speedup_fastest": medians["GroupConv"] / medians[fastest],
+        "speedup_default": medians["GroupConv"] / medians[f"Separable[{chosen}]"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch-3d", type=int, default=2)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = []
+    for rank in args.ranks:
+        config = CONFIGS[f"{rank}d"]
+        if config["group"] not in {g.name for g in list_groups(rank)}:
+            print(f"skipped {rank}D: no plugin provides group {config['group']}")
+            continue
+        batch = args.batch if rank == 2 else args.batch_3d
+        for kernel in config["kernels"]:
+            results.append(compare(rank, kernel, batch, args.repeats, args.steps))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        steps = ", ".join(f"{name} {ms:.1f}" for name, ms in r["step_ms"].items())
+        print(
+            f"{r['backend']:<10} {r['group']:<3} {r['kernel']}x{r['kernel']}: params "
+            f"{r['params_group_conv']} / {r['params_separable']} = "
+            f"{r['params_group_conv'] / r['params_separable']:.1f}x; train step (ms, median, "
+            f"batch {r['batch']}): {steps}; GroupConv / Separable = "
+            f"{r['speedup_default']:.1f}x with the default {r['default_formulation']} "
+            f"(fastest here: {r['fastest_formulation']}, {r['speedup_fastest']:.1f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
