@@ -208,6 +208,7 @@ def test_keras_file_on_p6m_without_the_plugin_names_p6m_and_the_plugin(tmp_path)
     keras.Model(inputs, outputs).save(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GROCO_")}
     env["GROCO_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # as if groco-hexagonal were not installed
+    env["KERAS_BACKEND"] = "jax"  # the quickest to import; .keras files are backend-neutral
     script = textwrap.dedent(
         f"""
         import groco_core
