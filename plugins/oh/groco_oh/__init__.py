@@ -32,14 +32,14 @@ _DESCRIPTIONS = {
     "T": "the 12 rotations of a regular tetrahedron in the cube",
     "D4h": "the symmetries of a square cuboid (depth differs from height = width)",
     "D4": "the rotations of a square cuboid (depth differs from height = width)",
-    "C4v": "quarter turns about {axis} and the 4 mirrors containing it",
+    "C4v": "quarter turns about {axis} and the mirrors ⊥ {mirrors}",
     "C4h": "quarter turns about {axis}, the mirror ⊥ {axis} and the inversion",
     "C4": "quarter turns about {axis}",
     "S4": "the rotoreflections S4 about {axis} and the half turn",
-    "D2d": "S4 about {axis}, 2 half turns ⊥ {axis} and 2 mirrors containing {axis}",
-    "D2h": "3 perpendicular half turns, the 3 mirrors ⊥ them and the inversion",
-    "D2": "3 perpendicular half turns",
-    "C2v": "the half turn about {axis} and 2 mirrors containing it",
+    "D2d": "S4 about {axis}, half turns about {half_turns}, mirrors ⊥ {mirrors}",
+    "D2h": "half turns about {half_turns}, the 3 mirrors ⊥ them and the inversion",
+    "D2": "half turns about {half_turns}",
+    "C2v": "the half turn about {axis} and the mirrors ⊥ {mirrors}",
     "C2h": "the half turn about {axis}, the mirror ⊥ {axis} and the inversion",
     "C2": "the half turn about {axis}",
     "Cs": "the mirror ⊥ {axis}",
@@ -47,7 +47,7 @@ _DESCRIPTIONS = {
     "C1": "identity only: a plain convolution",
     "D3d": "third turns about {axis}, 3 half turns ⊥ it, the inversion and 3 mirrors",
     "D3": "third turns about {axis} and 3 half turns ⊥ it",
-    "C3v": "third turns about {axis} and the 3 mirrors containing it",
+    "C3v": "third turns about {axis} and the mirrors ⊥ {mirrors}",
     "S6": "third turns about {axis}, the inversion and the rotoreflections S6",
     "C3": "third turns about {axis}",
 }
@@ -55,14 +55,21 @@ _DESCRIPTIONS = {
 
 def cube_groups() -> list[MatrixGroup]:
     """One `MatrixGroup` per conjugacy class of subgroups of Oh, largest first."""
-    from groco_oh.lattice import principal_axis_name, signed_permutation_matrices, subgroup_classes
+    from groco_oh.lattice import (
+        axes_names,
+        principal_axis_name,
+        signed_permutation_matrices,
+        subgroup_classes,
+    )
 
     matrices = signed_permutation_matrices()
     groups = []
     for subgroup_class in subgroup_classes():
         elements = matrices[list(subgroup_class.elements)]
         description = _DESCRIPTIONS[subgroup_class.symbol].format(
-            axis=principal_axis_name(subgroup_class.symbol, elements)
+            axis=principal_axis_name(elements),
+            half_turns=axes_names(elements, determinant=1, trace=-1),
+            mirrors=axes_names(elements, determinant=-1, trace=1),
         )
         groups.append(MatrixGroup(subgroup_class.name, elements, LATTICE, description))
     return groups

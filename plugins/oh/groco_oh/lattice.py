@@ -284,7 +284,7 @@ def subgroup_classes() -> tuple[SubgroupClass, ...]:
     return tuple(result)
 
 
-def principal_axis_name(symbol: str, matrices: np.ndarray) -> str:
+def principal_axis_name(matrices: np.ndarray) -> str:
     """The direction of the group's main axis, e.g. `d`: the axis of highest order (of a
     proper rotation where there is a choice, of a mirror's normal for Cs); `""` for C1, Ci."""
     best, best_key = "", None
@@ -298,3 +298,14 @@ def principal_axis_name(symbol: str, matrices: np.ndarray) -> str:
         if best_key is None or key > best_key:
             best, best_key = direction_name(axis), key
     return best
+
+
+def axes_names(matrices: np.ndarray, determinant: int, trace: int) -> str:
+    """The axes of the elements with this determinant and trace, e.g. `d, r+c, r-c` for the
+    half turns (1, -1) or the mirror normals (-1, 1)."""
+    names = [
+        direction_name(axis_of(m))
+        for m in matrices
+        if round(np.linalg.det(m)) == determinant and np.trace(m) == trace
+    ]
+    return ", ".join(names)
