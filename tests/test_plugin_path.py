@@ -387,3 +387,17 @@ def test_show_names_an_alias_as_an_alias(register_plugin):
     cosets = text.split("Left cosets")[1]
     assert "P4 " not in cosets and "P2 " in cosets
     assert np.array_equal(registry.get_group("Turns").matrices, registry.get_group("P4").matrices)
+
+
+def test_group_on_another_lattice_without_a_support_mask_gets_a_clear_message(register_plugin):
+    turn_60 = [[0, -1], [1, 1]]  # axial coordinates: not a signed permutation
+    turns = [np.linalg.matrix_power(np.array(turn_60), k).tolist() for k in range(6)]
+    register_plugin(GroupsPlugin(("NoMask6", turns, "axial")), name="no_mask")
+    from groco_core import GroupConv2D
+
+    with pytest.raises(
+        ValueError,
+        match=r"Group NoMask6 \(axial lattice\) has matrices that are not signed permutations.*"
+        r"must override kernel_support_mask.*docs/plugins.md.*Received: kernel_size=\(3, 3\)",
+    ):
+        GroupConv2D(2, 3, group="NoMask6")

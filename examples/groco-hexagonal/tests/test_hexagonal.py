@@ -234,3 +234,25 @@ def test_the_fixture_re_registers_the_installed_plugin(register_plugin):
     register_plugin(groco_hexagonal, name="hexagonal_again")
     assert registry.group_plugin("P6M") == "hexagonal_again"
     assert "hexagonal" not in {plugin.name for plugin in list_plugins()}
+
+
+def test_network_on_p6m_exports_to_plain_keras(rng):
+    from groco_core import (
+        GroupBatchNormalization,
+        GroupConv2DTranspose,
+        export,
+    )
+
+    inputs = keras.Input((9, 9, 1))
+    x = GroupConv2D(3, 3, group="P6M")(inputs)
+    x = GroupBatchNormalization(group="P6M")(x)
+    x = GroupMaxPooling2D("P6M", subgroup="P6", pool_size=1)(x)
+    x = GroupConv2DTranspose(2, 3, group="P6")(x)
+    outputs = GlobalGroupAveragePooling2D(group="P6")(x)
+    model = keras.Model(inputs, outputs)
+    plain = export(model)
+    assert not any(type(layer).__module__.startswith("groco") for layer in plain.layers)
+    x = signal(rng, 9, 1)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-5
+    )
