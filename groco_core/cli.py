@@ -150,8 +150,37 @@ def list_groups_command(args: argparse.Namespace) -> int:
     return 0
 
 
+LARGE_GROUP_ORDER = 24  # larger groups print their Cayley table and cosets on request only
+AXIS_LETTERS = {1: "x", 2: "rc", 3: "drc"}
+
+
 def _show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("group", help="group name (case-insensitive), e.g. P4M")
+    parser.add_argument(
+        "--cayley",
+        action="store_true",
+        help=f"print the Cayley table (printed anyway for groups of order <= {LARGE_GROUP_ORDER})",
+    )
+    parser.add_argument(
+        "--cosets",
+        action="store_true",
+        help=f"print the cosets (printed anyway for groups of order <= {LARGE_GROUP_ORDER})",
+    )
+
+
+def format_signed_permutation(matrix: Any) -> str | None:
+    """`M p` in the axis letters, e.g. `(d, -c, r)` for a quarter turn about depth; None when
+    `matrix` is not a signed permutation."""
+    matrix = [[int(v) for v in row] for row in matrix]
+    letters = AXIS_LETTERS.get(len(matrix))
+    one_per_row = [0] * (len(matrix) - 1) + [1]
+    if letters is None or any(sorted(map(abs, row)) != one_per_row for row in matrix):
+        return None
+    terms = []
+    for row in matrix:
+        column = next(j for j, v in enumerate(row) if v)
+        terms.append(("-" if row[column] < 0 else "") + letters[column])
+    return "(" + ", ".join(terms) + ")"
 
 
 @command("show", "show a group: elements, Cayley table, subgroups, cosets", _show_arguments)
@@ -167,22 +196,35 @@ def show_command(args: argparse.Namespace) -> int:
     if _aliases(group):
         print(f"aliases (same elements, another name): {', '.join(_aliases(group))}")
 
-    print(f"\nElements (index, matrix acting on {axes}):")
-    print(
-        format_table(
-            ["index", "matrix"], [[i, format_matrix(m)] for i, m in enumerate(group.matrices)]
+    compact = [format_signed_permutation(m) for m in group.matrices]
+    if group.dimension == 3 and None not in compact:
+        # 3x3 matrices make long lines; a signed permutation is exactly `M p`, one triple.
+        print(f"\nElements (index, M p for p = {axes}):")
+        print(format_table(["index", "M p"], [[i, c] for i, c in enumerate(compact)]))
+    else:
+        print(f"\nElements (index, matrix acting on {axes}):")
+        print(
+            format_table(
+                ["index", "matrix"], [[i, format_matrix(m)] for i, m in enumerate(group.matrices)]
+            )
         )
-    )
 
-    print("\nCayley table (row i, column j: index of M_i @ M_j):")
-    labels = list(range(group.order))
-    print(format_table(["", *labels], [[f"{i}", *group.cayley[i].tolist()] for i in labels]))
+    large = group.order > LARGE_GROUP_ORDER
+    if large and not args.cayley:
+        print(f"\nCayley table: {group.order} x {group.order}, pass --cayley to print it.")
+    else:
+        print("\nCayley table (row i, column j: index of M_i @ M_j):")
+        labels = list(range(group.order))
+        print(format_table(["", *labels], [[f"{i}", *group.cayley[i].tolist()] for i in labels]))
     print(f"\nInverses (entry i: index of the inverse of M_i): {_indices(group.inverses)}")
 
     print("\nSubgroups (name, element indices):")
     print(format_table(["name", "indices"], [[n, _indices(v)] for n, v in group.subgroups.items()]))
 
     proper = _proper_subgroups(group)
+    if large and not args.cosets and proper:
+        print(f"\nLeft cosets of {len(proper)} subgroups: pass --cosets to print them.")
+        return 0
     print("\nLeft cosets g·H of each proper subgroup H:")
     if not proper:
         print("(none: the group has no registered proper subgroup)")
@@ -279,6 +321,42 @@ def check_command(args: argparse.Namespace) -> int:
     outcome = f"{len(failed)} FAILED" if failed else "all passed"
     print(f"\n{len(rows)} checks on {groups_checked} group(s) in {elapsed:.1f} s: {outcome}")
     return 1 if failed else 0
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group", default="P4M", help="a registered 2D group (default P4M)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per training (default 20)")
+    parser.add_argument(
+        "--out", default="groco-demo", help="folder for results.json and demo.png (default ./groco-demo/)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="split, weights, augmentation (default 0)")
+
+
+@command(
+    "demo",
+    "train a G-CNN and a plain CNN on handwritten digits, upright and augmented; "
+    "print a table, write results.json and demo.png",
+    _demo_arguments,
+)
+def demo_command(args: argparse.Namespace) -> int:
+    group = _get_group(args.group)
+    if group.dimension != 2 or args.epochs < 1:
+        raise CommandError(
+            "demo needs a group acting on 2 dimensions (see `groco list-groups --dimension 2`) "
+            f"and at least one epoch. Received: group={group.name!r} (dimension "
+            f"{group.dimension}), epochs={args.epochs}"
+        )
+    try:  # Keras loads here, not for the other commands
+        from groco_core import demo
+    except ImportError as error:
+        if not isinstance(error.__cause__, ImportError) or "groco[demo]" not in str(error):
+            raise
+        raise CommandError(str(error)) from None
+    results = demo.run_demo(group.name, args.epochs, args.out, args.seed)
+    print("\n" + demo.format_results(results) + "\n")
+    print(demo.summarize(results))
+    print(f"\nWrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'demo.png')}")
+    return 0
 
 
 @command("list-layers", "list the registered layer classes")

@@ -194,3 +194,50 @@ def test_a_new_command_is_one_decorated_function(capsys, monkeypatch):
 
     assert cli.main(["order", "cmm"]) == 0
     assert capsys.readouterr().out == "4\n"
+
+
+# -- cube groups -------------------------------------------------------------------------------
+
+
+def _image_of(notation: str) -> np.ndarray:
+    """The matrix of `M p` written as `(d, -c, r)`: the test's own reading of the notation."""
+    matrix = np.zeros((3, 3), dtype=int)
+    for row, term in enumerate(notation.strip("()").split(", ")):
+        matrix[row, "drc".index(term[-1])] = -1 if term.startswith("-") else 1
+    return matrix
+
+
+def test_show_oh_is_readable_and_prints_the_big_tables_on_request(capsys):
+    assert cli.main(["show", "oh"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Oh: ") and "order 48, dimension 3, cubic lattice, plugin oh" in out
+    elements = section(out, "Elements")
+    matrices = np.array([_image_of(line.split(None, 1)[1]) for line in elements])
+    np.testing.assert_array_equal(matrices, cli.registry.get_group("Oh").matrices)
+    assert "Cayley table: 48 x 48, pass --cayley to print it." in out
+    assert "Left cosets of 32 subgroups: pass --cosets to print them." in out
+    assert max(len(line) for line in out.splitlines()) < 200
+    subgroups = {line.split()[0] for line in section(out, "Subgroups")}
+    assert len(subgroups) == 33 and {"O", "D4h", "D4", "Td", "C2v_f"} <= subgroups
+
+    assert cli.main(["show", "Oh", "--cayley", "--cosets"]) == 0
+    out = capsys.readouterr().out
+    cayley = section(out, "Cayley table")
+    assert len(cayley) == 48
+    for i in (0, 5, 30, 47):
+        row = [int(cell) for cell in cayley[i].split()[1:]]
+        for j in (0, 7, 29, 46):
+            np.testing.assert_array_equal(matrices[row[j]], matrices[i] @ matrices[j])
+    cosets = {line.split()[0]: line.split(None, 1)[1] for line in section(out, "Left cosets")}
+    assert len(re.findall(r"\{([^}]*)\}", cosets["D4h"])) == 3
+
+
+def test_list_groups_dimension_3_lists_the_cube_groups(capsys):
+    assert cli.main(["list-groups", "--dimension", "3"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    cube = {name: cells for name, cells in rows.items() if cells[4] == "oh"}
+    assert len(cube) == 33
+    assert cube["Oh"][1:4] == ["48", "3", "cubic"]
+    assert len(cube["Oh"][5].split(", ")) == 32
+    assert cube["D4"][5].split(", ") == ["C4", "D2_aa", "D2_af", "C2_a", "C2_f", "C1"]
+    assert cube["C1"][5] == "-"
