@@ -189,9 +189,10 @@ class _Registry:
         ]
         notes = []
         if unknown:
+            closest = _closest(unknown[0], list(_HOOK_NAMES)).strip()
             notes.append(
                 f"unknown hook(s) {', '.join(sorted(unknown))}: GroCo's hooks are "
-                f"{' and '.join(_HOOK_NAMES)}{_closest(unknown[0], list(_HOOK_NAMES))}"
+                f"{' and '.join(_HOOK_NAMES)} ({closest[:-1]})"
             )
         if unmarked:
             notes.append(

@@ -104,7 +104,7 @@ def plugins() -> dict[str, registry.PluginInfo]:
         (
             "tmp_groco_misspelled",
             MISSPELLED_HOOK,
-            r"unknown hook\(s\) groco_register_group: .*Closest match: 'groco_register_groups'",
+            r"unknown hook\(s\) groco_register_group: .*\(Closest match: 'groco_register_groups'\)",
         ),
         (
             "tmp_groco_unmarked",
