@@ -187,6 +187,26 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
             )
         return self._padding_cache[key]
 
+    def _conv_padding(self, spatial: tuple) -> tuple[str, tuple[tuple[int, int], ...] | None]:
+        """`(padding for ops.conv, explicit padding or None)`.
+
+        Where the equivariant padding is Keras's own `"same"` (e.g. an odd kernel extent at
+        stride 1) the convolution pads by itself, which is quicker than a separate `ops.pad`
+        (its gradient is a slice) on every backend; otherwise the input is padded explicitly.
+        """
+        paddings = self._paddings(spatial)
+        if not any(before or after for before, after in paddings):
+            return "valid", None
+        # With an unknown size the stride is 1, where "same" does not depend on the size.
+        sizes = [e if n is None else int(n) for n, e in zip(spatial, self._extents, strict=True)]
+        same = [
+            arguments.keras_padding(n, e, s, "same")
+            for n, e, s in zip(sizes, self._extents, self.strides, strict=True)
+        ]
+        if list(paddings) == same:
+            return "same", None
+        return "valid", paddings
+
     def _output_spatial(self, spatial: tuple) -> tuple:
         result = []
         for n, e, s, (before, after) in zip(
@@ -290,14 +310,14 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         if not self.lifting:
             shape = ops.shape(x)
             x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
-        paddings = self._paddings(tuple(x.shape[1 : 1 + self.rank]))
-        if any(before or after for before, after in paddings):
-            x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
+        conv_padding, explicit = self._conv_padding(tuple(x.shape[1 : 1 + self.rank]))
+        if explicit is not None:
+            x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
         y = ops.conv(
             x,
             self.transformed_kernel(),
             strides=self.strides,
-            padding="valid",
+            padding=conv_padding,
             data_format="channels_last",
             dilation_rate=self.dilation_rate,
         )
