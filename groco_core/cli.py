@@ -327,9 +327,9 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default="P4M", help="a registered 2D group (default P4M)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per training (default 20)")
     parser.add_argument(
-        "--out", default="groco-demo", help="folder for results.json and demo.png (default ./groco-demo/)"
+        "--out", default="groco-demo", help="folder for results.json and demo.png (./groco-demo/)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="split, weights, augmentation (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="split, weights and augmentation")
 
 
 @command(
@@ -355,7 +355,8 @@ def demo_command(args: argparse.Namespace) -> int:
     results = demo.run_demo(group.name, args.epochs, args.out, args.seed)
     print("\n" + demo.format_results(results) + "\n")
     print(demo.summarize(results))
-    print(f"\nWrote {os.path.join(args.out, 'results.json')} and {os.path.join(args.out, 'demo.png')}")
+    written = [os.path.join(args.out, name) for name in ("results.json", "demo.png")]
+    print(f"\nWrote {written[0]} and {written[1]}")
     return 0
 
 

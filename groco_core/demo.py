@@ -1,0 +1,501 @@
+"""`groco demo`: a G-CNN against a plain CNN on real handwritten digits.
+
+The data are scikit-learn's `load_digits` (the UCI handwritten digits: 1,797 images of 8×8
+pixels, shipped inside scikit-learn, so nothing is downloaded). One split with a fixed seed
+serves two experiments:
+
+- **upright**: both networks train on upright digits;
+- **augmented**: both train on digits turned by a random quarter turn and mirrored at random.
+
+Both are evaluated on the test digits as they are and turned by 90°, 180°, 270° or mirrored
+(left and right swapped). The G-CNN (lifting convolution, group convolutions, group batch
+normalization, global pooling over space and the group) is invariant to its group, so its
+accuracy is the same on every test set its group contains. The plain CNN has the same layers
+with `keras.layers` and is widened until its parameter count is within 10% of the G-CNN's.
+
+Pixels: each 8×8 image is upsampled to 15×15 by keeping every pixel and inserting the mean of
+each pair of neighbours between them. That keeps the centre of the image on a pixel (odd sizes,
+which strided layers and hexagonal lattices need) and commutes exactly with quarter turns and
+mirrors, so a test digit turned before upsampling is the upsampled digit turned.
+
+Needs the `demo` extra (`pip install "groco[demo]"`: scikit-learn and matplotlib).
+
+Example:
+    >>> from groco_core.demo import run_demo
+    >>> results = run_demo(epochs=1, train_size=64, test_size=32, verbose=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+DEMO_EXTRA = 'pip install "groco[demo]"'
+
+
+class MissingDemoExtra(ImportError):
+    """scikit-learn or matplotlib is missing: the message says which extra to install."""
+
+
+try:  # before Keras: without the extra the command answers at once
+    import matplotlib
+    import sklearn.datasets
+except ImportError as error:
+    raise MissingDemoExtra(
+        f"groco demo needs scikit-learn and matplotlib, which come with the `demo` extra; "
+        f"{error.name} is not installed. Install the extra with: {DEMO_EXTRA}"
+    ) from error
+
+# After the extra's check on purpose (E402): Keras takes seconds to load.
+import keras  # noqa: E402
+
+from groco_core.groups import PointGroup  # noqa: E402
+from groco_core.layers import (  # noqa: E402
+    GlobalGroupMaxPooling2D,
+    GroupBatchNormalization,
+    GroupConv2D,
+)
+from groco_core.registry import get_group  # noqa: E402
+
+DEFAULT_GROUP = "P4M"
+DEFAULT_EPOCHS = 20
+DEFAULT_OUT = "groco-demo"
+TEST_TRANSFORMS = ("0", "90", "180", "270", "mirror")
+# Fields (G-CNN) per layer; the first layer lifts with a 5×5 kernel, the second strides by 2:
+# 15×15 → 11×11 → 5×5 → 3×3 → 1×1.
+FIELDS = (8, 8, 16, 16)
+KERNEL_SIZES = (5, 3, 3, 3)
+STRIDES = (1, 2, 1, 1)
+BATCH_SIZE = 64
+LEARNING_RATE = 3e-3
+TEST_FRACTION = 0.25
+# Matrices of the test transforms on (row, col); numpy.rot90 is the counter-clockwise turn.
+_TRANSFORM_MATRICES = {
+    "90": [[0, -1], [1, 0]],
+    "180": [[-1, 0], [0, -1]],
+    "270": [[0, 1], [-1, 0]],
+    "mirror": [[1, 0], [0, -1]],
+}
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def transform_digits(images: np.ndarray, transform: str) -> np.ndarray:
+    """One test transform of a batch `(n, rows, cols)`: "0", "90", "180", "270" (counter-
+    clockwise turns, as `numpy.rot90`) or "mirror" (left and right swapped)."""
+    if transform == "mirror":
+        return np.ascontiguousarray(images[:, :, ::-1])
+    if transform not in TEST_TRANSFORMS:
+        raise ValueError(
+            f"transform must be one of {', '.join(TEST_TRANSFORMS)}. Received: "
+            f"transform={transform!r}"
+        )
+    return np.ascontiguousarray(np.rot90(images, int(transform) // 90, axes=(1, 2)))
+
+
+def upsample(images: np.ndarray) -> np.ndarray:
+    """`(n, s, s)` → `(n, 2s − 1, 2s − 1, 1)`: every pixel kept, the mean of each pair of
+    neighbours inserted between them (commutes with quarter turns and mirrors)."""
+    n, rows, cols = images.shape
+    out = np.zeros((n, 2 * rows - 1, 2 * cols - 1), "float32")
+    out[:, ::2, ::2] = images
+    out[:, 1::2, ::2] = (images[:, :-1] + images[:, 1:]) / 2
+    out[:, :, 1::2] = (out[:, :, :-1:2] + out[:, :, 2::2]) / 2
+    return out[..., None]
+
+
+def load_split(
+    seed: int, train_size: int | None = None, test_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits scaled to [0, 1], split once with `seed`: `(x_train, y_train, x_test,
+    y_test)`, images `(n, 8, 8)`. `train_size` / `test_size` keep only the first images of
+    each part (for quick runs)."""
+    digits = sklearn.datasets.load_digits()
+    images = (digits.images / 16.0).astype("float32")
+    labels = digits.target.astype("int32")
+    order = np.random.default_rng(seed).permutation(len(images))
+    test_count = round(TEST_FRACTION * len(images))
+    test, train = order[:test_count][:test_size], order[test_count:][:train_size]
+    return images[train], labels[train], images[test], labels[test]
+
+
+def random_dihedral(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each image turned by a random quarter turn and, with probability 1/2, mirrored."""
+    turns = rng.integers(0, 4, len(images))
+    mirrors = rng.integers(0, 2, len(images)).astype(bool)
+    out = np.stack([np.rot90(image, turn) for image, turn in zip(images, turns, strict=True)])
+    out[mirrors] = out[mirrors][:, :, ::-1]
+    return out
+
+
+class AugmentedDigits(keras.utils.PyDataset):
+    """Batches of upsampled digits, each turned and mirrored at random, new every epoch."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.images))
+        self.augmented = random_dihedral(self.images, self.rng)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return upsample(self.augmented[batch]), self.labels[batch]
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+def build_gcnn(group: str | PointGroup, fields: tuple[int, ...] = FIELDS) -> keras.Model:
+    """Lifting conv, then group convs, each followed by group batch norm and ReLU; global
+    max pooling over space and the group (invariant features), then a Dense classifier."""
+    inputs = keras.Input((15, 15, 1))
+    x = inputs
+    for number, (width, size, stride) in enumerate(zip(fields, KERNEL_SIZES, STRIDES, strict=True)):
+        name = "lift" if number == 0 else f"group_conv{number}"
+        x = GroupConv2D(width, size, group=group, strides=stride, use_bias=False, name=name)(x)
+        x = GroupBatchNormalization(group=group, momentum=0.9)(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
+    x = GlobalGroupMaxPooling2D(group=group)(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name="gcnn")
+
+
+def build_cnn(widths: tuple[int, ...]) -> keras.Model:
+    """The same network with plain Keras layers: `widths` channels per layer."""
+    inputs = keras.Input((15, 15, 1))
+    x = inputs
+    for width, size, stride in zip(widths, KERNEL_SIZES, STRIDES, strict=True):
+        x = keras.layers.Conv2D(width, size, strides=stride, use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x), name="cnn")
+
+
+def matched_cnn(target_params: int, order: int, fields: tuple[int, ...] = FIELDS) -> keras.Model:
+    """A plain CNN whose widths are the G-CNN's fields times one factor, chosen so its
+    parameter count is within 5% of `target_params` where the widths allow."""
+    scale = math.sqrt(order)  # a group conv has |G| times the weights of its channels' conv
+    for _ in range(4):  # parameters grow about quadratically with the scale
+        model = build_cnn(tuple(max(1, round(scale * f)) for f in fields))
+        if abs(model.count_params() / target_params - 1) < 0.05:
+            break
+        scale *= math.sqrt(target_params / model.count_params())
+    return model
+
+
+# -- training and evaluation ------------------------------------------------------------
+
+
+def train(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    epochs: int,
+    augment: bool,
+    seed: int,
+    verbose: int,
+) -> float:
+    """Trains with Adam and a cosine-decaying learning rate; returns the seconds taken
+    (first-step compilation included)."""
+    steps = epochs * math.ceil(len(images) / BATCH_SIZE)
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    if augment:
+        model.fit(AugmentedDigits(images, labels, BATCH_SIZE, seed), epochs=epochs, verbose=verbose)
+    else:
+        model.fit(upsample(images), labels, batch_size=BATCH_SIZE, epochs=epochs, verbose=verbose)
+    return time.perf_counter() - start
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy on the test set under each of `TEST_TRANSFORMS` (one predict call)."""
+    batches = [upsample(transform_digits(images, name)) for name in TEST_TRANSFORMS]
+    logits = model.predict(np.concatenate(batches), batch_size=512, verbose=0)
+    predicted = np.argmax(logits, axis=-1).reshape(len(TEST_TRANSFORMS), len(images))
+    return {
+        name: float(np.mean(row == labels))
+        for name, row in zip(TEST_TRANSFORMS, predicted, strict=True)
+    }
+
+
+def invariant_transforms(group: PointGroup) -> list[str]:
+    """The test transforms that are elements of `group` (square lattice only)."""
+    if group.lattice != "square":
+        return ["0"]
+    elements = {tuple(map(tuple, m)) for m in np.asarray(group.matrices).tolist()}
+    return ["0"] + [
+        name
+        for name, matrix in _TRANSFORM_MATRICES.items()
+        if tuple(map(tuple, matrix)) in elements
+    ]
+
+
+def mean_error(record: dict[str, Any]) -> float:
+    """Error averaged over the transformed test sets."""
+    return 1.0 - float(np.mean([record["accuracy"][name] for name in TEST_TRANSFORMS]))
+
+
+def run_demo(
+    group: str = DEFAULT_GROUP,
+    epochs: int = DEFAULT_EPOCHS,
+    out: str | pathlib.Path = DEFAULT_OUT,
+    seed: int = 0,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Runs both experiments, writes `results.json` and `demo.png` into `out`, and returns
+    the results (the structure of `results.json`).
+
+    Args:
+        group: a registered 2D group for the G-CNN.
+        epochs: training epochs of each of the four trainings.
+        out: output folder, created if missing.
+        seed: the split, the initial weights and the augmentation.
+        train_size, test_size: keep only that many training / test images (quick runs).
+        verbose: Keras's `fit` verbosity (1: progress bars).
+        log: where the progress lines go.
+
+    Raises:
+        ValueError: for a group that does not act in 2 dimensions or `epochs < 1`.
+    """
+    group_object = get_group(group)
+    if group_object.dimension != 2:
+        raise ValueError(
+            f"the demo needs a group acting on 2 dimensions; group {group_object.name} acts on "
+            f"{group_object.dimension}. Received: group={group!r}. See `groco list-groups "
+            "--dimension 2`."
+        )
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int. Received: epochs={epochs!r}")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        # JAX's default random generator compiles anew for every weight shape (seconds each).
+        jax.config.update("jax_threefry_partitionable", False)
+    x_train, y_train, x_test, y_test = load_split(seed, train_size, test_size)
+    log(
+        f"Digits: {len(x_train)} training and {len(x_test)} test images, 8×8 upsampled to "
+        f"15×15; backend {keras.backend.backend()}, group {group_object.name}, "
+        f"{epochs} epochs, seed {seed}."
+    )
+    experiments: dict[str, dict[str, Any]] = {}
+    models: dict[str, keras.Model] = {}
+    for experiment, augment in (("upright", False), ("augmented", True)):
+        experiments[experiment] = {}
+        for kind in ("gcnn", "cnn"):
+            keras.utils.set_random_seed(seed)
+            if kind == "gcnn":
+                model = build_gcnn(group_object.name)
+                gcnn_params = model.count_params()
+            else:
+                model = matched_cnn(gcnn_params, group_object.order)
+            label = "G-CNN" if kind == "gcnn" else "CNN"
+            log(
+                f"\n[{experiment}] {label}: {model.count_params()} parameters, training on "
+                f"{'randomly turned and mirrored' if augment else 'upright'} digits"
+            )
+            seconds = train(model, x_train, y_train, epochs, augment, seed, verbose)
+            experiments[experiment][kind] = {
+                "params": int(model.count_params()),
+                "train_seconds": round(seconds, 2),
+                "accuracy": evaluate(model, x_test, y_test),
+            }
+            models[f"{experiment}_{kind}"] = model
+    results = {
+        "group": group_object.name,
+        "backend": keras.backend.backend(),
+        "epochs": epochs,
+        "seed": seed,
+        "train_images": len(x_train),
+        "test_images": len(x_test),
+        "experiments": experiments,
+    }
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot_demo(out / "demo.png", results, models["upright_gcnn"], x_test, group_object)
+    return results
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The table of `results.json` as Markdown: one row per experiment and model."""
+    headers = ["experiment", "model", "group", "params", "train s"] + [
+        f"acc {name}" for name in TEST_TRANSFORMS
+    ]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for experiment, models in results["experiments"].items():
+        for kind, record in models.items():
+            cells = [
+                experiment,
+                "G-CNN" if kind == "gcnn" else "CNN",
+                results["group"] if kind == "gcnn" else "-",
+                str(record["params"]),
+                f"{record['train_seconds']:.1f}",
+            ] + [f"{record['accuracy'][name]:.3f}" for name in TEST_TRANSFORMS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summarize(results: dict[str, Any]) -> str:
+    """What the table shows, in words: invariance, its cost on digits, the error ratio."""
+    group = get_group(results["group"])
+    upright, augmented = results["experiments"]["upright"], results["experiments"]["augmented"]
+    kept = invariant_transforms(group)
+    accuracies = [upright["gcnn"]["accuracy"][name] for name in kept]
+    lines = [
+        f"The G-CNN is invariant to {group.name}: it gives the same answer for a digit and for "
+        f"the digit transformed by any element of the group, so its accuracy is the same on "
+        f"the test sets {', '.join(kept)} ({min(accuracies):.3f} to {max(accuracies):.3f}), "
+        "trained upright or not. The CNN trained on upright digits "
+        f"drops from {upright['cnn']['accuracy']['0']:.3f} to "
+        f"{min(upright['cnn']['accuracy'].values()):.3f} on transformed ones.",
+        "Invariance has a price on digits: a 6 turned by a half turn looks like a 9, so a "
+        "network that cannot see orientation must tell them apart from shape details alone; "
+        "on upright digits the CNN, which sees orientation, can do better. Keeping orientation "
+        "(pool onto a subgroup without the half turn, see docs/concepts.md) avoids that cost.",
+    ]
+    gcnn_error, cnn_error = mean_error(augmented["gcnn"]), mean_error(augmented["cnn"])
+    ratio = gcnn_error / cnn_error if cnn_error > 0 else float("nan")
+    lines.append(
+        f"Augmented training, error averaged over the five test sets: G-CNN {gcnn_error:.3f}, "
+        f"CNN {cnn_error:.3f}; ratio {ratio:.2f} with {augmented['gcnn']['params']} against "
+        f"{augmented['cnn']['params']} parameters."
+    )
+    return "\n".join(lines)
+
+
+# -- figure -----------------------------------------------------------------------------
+
+
+def element_label(group: PointGroup, element: int) -> str:
+    """A short name for an element: its turn or mirror line on the square lattice."""
+    matrix = np.asarray(group.matrices[element])
+    if group.lattice != "square":
+        return f"g{element}"
+    if round(np.linalg.det(matrix)) == 1:
+        # (row, col) with rows downward: the counter-clockwise angle as displayed.
+        return f"{round(math.degrees(math.atan2(-matrix[0, 1], matrix[0, 0]))) % 360}°"
+    fixed = {
+        (-1, 0, 0, 1): "mirror —",
+        (1, 0, 0, -1): "mirror |",
+        (0, 1, 1, 0): "mirror \\",
+        (0, -1, -1, 0): "mirror /",
+    }
+    return fixed.get(tuple(matrix.ravel().tolist()), f"g{element}")
+
+
+def plot_demo(
+    path: pathlib.Path,
+    results: dict[str, Any],
+    gcnn: keras.Model,
+    test_images: np.ndarray,
+    group: PointGroup,
+) -> None:
+    """demo.png: (a) accuracy per test transform, (b) one learned lifting kernel transformed
+    by every group element, (c) a digit, its turn, and the first layer's response to each."""
+    from matplotlib.figure import Figure
+
+    matplotlib.rcParams["font.size"] = 9
+    figure = Figure(figsize=(11, 8.5), layout="constrained")
+    rows = figure.subfigures(3, 1, height_ratios=[1.3, 0.8, 1.0])
+
+    # (a) accuracies
+    axes = rows[0].subplots(1, 2, sharey=True)
+    positions = np.arange(len(TEST_TRANSFORMS))
+    for ax, (experiment, models) in zip(axes, results["experiments"].items(), strict=True):
+        for offset, (kind, color) in zip((-0.2, 0.2), (("gcnn", "C0"), ("cnn", "C1")), strict=True):
+            record = models[kind]
+            values = [record["accuracy"][name] for name in TEST_TRANSFORMS]
+            label = f"G-CNN {group.name}" if kind == "gcnn" else "CNN"
+            ax.bar(positions + offset, values, 0.4, color=color, label=f"{label}")
+        ax.set_xticks(positions, [f"{n}°" if n.isdigit() else n for n in TEST_TRANSFORMS])
+        ax.set_ylim(0, 1)
+        ax.set_title(
+            f"trained {experiment}" + (" (turned and mirrored)" * (experiment != "upright"))
+        )
+        ax.set_xlabel("test set")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="lower left")
+    rows[0].suptitle(
+        "(a) Accuracy on the test digits, as they are and transformed", x=0.02, ha="left"
+    )
+
+    # (b) one lifting kernel, transformed by every element
+    lift = gcnn.get_layer("lift")
+    order = group.order
+    kernels = keras.ops.convert_to_numpy(lift.transformed_kernel())
+    size = kernels.shape[0]
+    kernels = kernels.reshape(size, size, order, lift.filters)
+    field = int(np.argmax(np.abs(kernels[:, :, 0]).sum(axis=(0, 1))))
+    axes = rows[1].subplots(1, order, squeeze=False)[0]
+    limit = np.abs(kernels[:, :, :, field]).max()
+    for element, ax in enumerate(axes):
+        ax.imshow(kernels[:, :, element, field], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(element_label(group, element))
+        ax.set_axis_off()
+    rows[1].suptitle(
+        f"(b) One learned {size}×{size} lifting kernel, transformed by each element of "
+        f"{group.name}: one set of weights, {order} orientations",
+        x=0.02,
+        ha="left",
+    )
+
+    # (c) a digit, its turn, and the first layer's response (max over the group axis)
+    turn = _quarter_turn(group)
+    digit = upsample(test_images[:1])
+    turned = keras.ops.convert_to_numpy(group.transform(digit, turn, spatial_axes=(1, 2)))
+    response = keras.Model(gcnn.inputs[0], gcnn.get_layer("lift_relu").output)
+    maps = keras.ops.convert_to_numpy(response(np.concatenate([digit, turned])))
+    maps = maps[..., field].max(axis=-1)
+    axes = rows[2].subplots(1, 4)
+    panels = [
+        (digit[0, :, :, 0], "digit", "gray_r"),
+        (maps[0], "response", "magma"),
+        (turned[0, :, :, 0], f"turned by {element_label(group, turn)}", "gray_r"),
+        (maps[1], "response", "magma"),
+    ]
+    for ax, (image, title, cmap) in zip(axes, panels, strict=True):
+        ax.imshow(image, cmap=cmap)
+        ax.set_title(title)
+        ax.set_axis_off()
+    rows[2].suptitle(
+        "(c) First-layer response to a digit and to the digit turned (this kernel, maximum "
+        "over the group axis): the map turns with the input",
+        x=0.02,
+        ha="left",
+    )
+    figure.savefig(path, dpi=90)
+
+
+def _quarter_turn(group: PointGroup) -> int:
+    """The quarter turn if the group has it, else its first element that is not the
+    identity (the identity for a trivial group)."""
+    for element, matrix in enumerate(np.asarray(group.matrices).tolist()):
+        if group.lattice == "square" and matrix == _TRANSFORM_MATRICES["90"]:
+            return element
+    return min(1, group.order - 1)
