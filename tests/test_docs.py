@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 import re
 
@@ -24,3 +25,14 @@ def test_python_blocks_run(document, tmp_path, monkeypatch):
     for number, block in enumerate(PYTHON_BLOCK.findall(document.read_text()), start=1):
         code = compile(block, f"{document.name}[block {number}]", "exec")
         exec(code, namespace)  # noqa: S102 - executing our own documentation is the test
+
+
+def test_group_catalogue_is_up_to_date():
+    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    committed = (ROOT / "docs" / "catalogue.md").read_text()
+    assert committed == generate.catalogue_markdown(), (
+        "docs/catalogue.md is out of date with the registry: regenerate it with "
+        "`.venv/bin/python docs/generate.py catalogue` and commit it"
+    )
