@@ -10,9 +10,9 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The JAX backend alone is enough for the main job.
+# The main job needs the JAX backend and the demo extra (scikit-learn, matplotlib).
 $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e ".[jax]"
+	$(PIP) -e ".[jax,demo]"
 	touch $@
 
 # All three backends; torch is pinned to its CPU build in pyproject.toml.
@@ -21,9 +21,9 @@ $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e examples/groco-hexagonal
 	touch $@ $(VENV)/.run-deps
 
+# `groco demo` with its defaults: a table, and groco-demo/results.json and demo.png.
 run: $(VENV)/.run-deps
-	KERAS_BACKEND=jax $(VENV)/bin/groco list-groups
-	KERAS_BACKEND=jax $(PY) examples/quickstart.py
+	KERAS_BACKEND=jax $(VENV)/bin/groco demo
 
 # The whole suite once per backend; fails if any backend fails.
 test: $(VENV)/.test-deps

@@ -193,12 +193,17 @@ def demo() -> None:
     update_demo_tables()
 
 
-def update_demo_tables() -> None:
-    from groco_core.demo import format_results
+def demo_table() -> str:
+    """The table of docs/demo_results.json and the error ratio, as README.md shows them."""
+    from groco_core.demo import error_ratio_line, format_results
 
-    table = format_results(json.loads((DOCS / "demo_results.json").read_text()))
+    results = json.loads((DOCS / "demo_results.json").read_text())
+    return f"{format_results(results)}\n\n{error_ratio_line(results)}"
+
+
+def update_demo_tables() -> None:
     for path in (ROOT / "README.md", DOCS / "demo.md"):
-        replace_table(path, table)
+        replace_table(path, demo_table())
 
 
 def catalogue() -> None:

@@ -364,7 +364,7 @@ def format_results(results: dict[str, Any]) -> str:
 def summarize(results: dict[str, Any]) -> str:
     """What the table shows, in words: invariance, its cost on digits, the error ratio."""
     group = get_group(results["group"])
-    upright, augmented = results["experiments"]["upright"], results["experiments"]["augmented"]
+    upright = results["experiments"]["upright"]
     kept = invariant_transforms(group)
     accuracies = [upright["gcnn"]["accuracy"][name] for name in kept]
     lines = [
@@ -379,14 +379,20 @@ def summarize(results: dict[str, Any]) -> str:
         "on upright digits the CNN, which sees orientation, can do better. Keeping orientation "
         "(pool onto a subgroup without the half turn, see docs/concepts.md) avoids that cost.",
     ]
+    lines.append(error_ratio_line(results))
+    return "\n".join(lines)
+
+
+def error_ratio_line(results: dict[str, Any]) -> str:
+    """The augmented experiment's errors, averaged over the test sets, and their ratio."""
+    augmented = results["experiments"]["augmented"]
     gcnn_error, cnn_error = mean_error(augmented["gcnn"]), mean_error(augmented["cnn"])
     ratio = gcnn_error / cnn_error if cnn_error > 0 else float("nan")
-    lines.append(
+    return (
         f"Augmented training, error averaged over the five test sets: G-CNN {gcnn_error:.3f}, "
         f"CNN {cnn_error:.3f}; ratio {ratio:.2f} with {augmented['gcnn']['params']} against "
         f"{augmented['cnn']['params']} parameters."
     )
-    return "\n".join(lines)
 
 
 # -- figure -----------------------------------------------------------------------------

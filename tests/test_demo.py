@@ -92,3 +92,18 @@ def test_cli_refuses_a_group_in_one_dimension(capsys):
 
     assert main(["demo", "--group", "LM"]) == 2
     assert "demo needs a group acting on 2 dimensions" in capsys.readouterr().err
+
+
+def test_readme_and_demo_page_show_the_committed_results():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_generate", f"{ROOT}/docs/generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    table = generate.demo_table()
+    for page in ("README.md", "docs/demo.md"):
+        with open(os.path.join(ROOT, page)) as text:
+            assert table in text.read(), (
+                f"{page}'s demo table differs from docs/demo_results.json: run "
+                "`KERAS_BACKEND=jax .venv/bin/python docs/generate.py demo`"
+            )
