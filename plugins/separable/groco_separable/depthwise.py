@@ -23,8 +23,8 @@ FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches", "shifts")
 # (docs/separable.md has the numbers). `depthwise_conv` exists for 1 and 2 spatial axes only.
 FASTEST_FORMULATION = {
     "jax": {2: "shifts", 3: "shifts"},
-    "tensorflow": {2: "depthwise_conv", 3: "grouped_conv"},
-    "torch": {2: "depthwise_conv", 3: "grouped_conv"},
+    "tensorflow": {2: "depthwise_conv", 3: "shifts"},
+    "torch": {2: "depthwise_conv", 3: "shifts"},
 }
 
 # Input side of the layers `equivariance_cases` gives `groco check`, per rank: small and odd.

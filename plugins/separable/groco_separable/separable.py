@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers.conv import BaseGroupConv
@@ -21,6 +22,31 @@ from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_separable.depthwise import CHECK_INPUT_SIDE, BaseDepthwiseGroupConv
 
 ORDERS = ("depthwise_first", "pointwise_first")
+
+
+class PointwiseGroupConv(BaseGroupConv):
+    """A group convolution with kernel size 1, run as one matmul over the merged group and
+    channel axes (on JAX a 1×1 convolution's train step is about 2.7× slower than the same
+    matmul; on TensorFlow and PyTorch the matmul is as fast or faster)."""
+
+    def __init__(self, rank: int, filters: int, group: Any, subgroup: Any = None, **kwargs: Any):
+        super().__init__(rank, filters, 1, group, subgroup, **kwargs)
+
+    def call(self, inputs: Any) -> Any:
+        channels_first = self.data_format == "channels_first"
+        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        shape = ops.shape(x)
+        if not self.lifting:
+            x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+        kernel = self.transformed_kernel()  # (1, ..., 1, [|G|·]C, |H|·F)
+        y = ops.matmul(x, ops.reshape(kernel, kernel.shape[-2:]))
+        elements = len(self._output_elements)
+        y = ops.reshape(y, (-1, *shape[1 : 1 + self.rank], elements, self.filters))
+        if self.use_bias:
+            y = ops.add(y, self.bias)
+        if self.activation is not None:
+            y = self.activation(y)
+        return ops.moveaxis(y, -1, 1) if channels_first else y
 
 
 class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
@@ -95,10 +121,9 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         self.rank = rank
         self.order = order
         depthwise_first = order == "depthwise_first"
-        pointwise = BaseGroupConv(
+        pointwise = PointwiseGroupConv(
             rank,
             filters,
-            1,
             group,
             subgroup,
             data_format=data_format,
