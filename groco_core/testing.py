@@ -49,7 +49,6 @@ __all__ = [
     "check_round_trip",
     "check_transform",
     "random_input",
-    "register_plugin",
     "registered_plugin",
     "support_weights",
 ]
@@ -278,6 +277,7 @@ except ImportError:  # pragma: no cover - without pytest there is nothing to fix
     pytest = None
 
 if pytest is not None:
+    __all__.append("register_plugin")
 
     @pytest.fixture
     def register_plugin() -> Iterator[Callable[..., str]]:
