@@ -114,21 +114,10 @@ def direction_name(axis: np.ndarray) -> str:
     return "".join(terms).lstrip("+")
 
 
-def describe_element(matrix: np.ndarray) -> str:
-    """What an element does, in words: `quarter turn about d`, `mirror ⊥ r+c`, …"""
-    matrix = np.asarray(matrix)
-    proper = round(np.linalg.det(matrix)) == 1
-    axis = axis_of(matrix)
-    if axis is None:
-        return "identity" if proper else "inversion"
-    rotation = matrix if proper else -matrix
-    turn = {-1: 2, 0: 3, 1: 4}[int(np.trace(rotation))]  # the order of the rotation
-    where = direction_name(axis)
-    if proper:
-        return f"{ {2: 'half', 3: 'third', 4: 'quarter'}[turn] } turn about {where}"
-    if turn == 2:
-        return f"mirror ⊥ {where}"
-    return f"rotoreflection S{2 * turn if turn == 3 else turn} about {where}"
+def rotation_order(matrix: np.ndarray) -> int:
+    """The order of the rotation `matrix` (of `-matrix` when improper): 1, 2, 3 or 4."""
+    rotation = matrix if round(np.linalg.det(matrix)) == 1 else -matrix
+    return {3: 1, -1: 2, 0: 3, 1: 4}[int(np.trace(rotation))]
 
 
 class _Oh:
@@ -292,9 +281,7 @@ def principal_axis_name(matrices: np.ndarray) -> str:
         axis = axis_of(matrix)
         if axis is None:
             continue
-        proper = round(np.linalg.det(matrix)) == 1
-        rotation = matrix if proper else -matrix
-        key = ({-1: 2, 0: 3, 1: 4}[int(np.trace(rotation))], proper)
+        key = (rotation_order(matrix), round(np.linalg.det(matrix)) == 1)
         if best_key is None or key > best_key:
             best, best_key = direction_name(axis), key
     return best
