@@ -200,26 +200,39 @@ def _orientation_tag(symbol: str, matrices: np.ndarray) -> str:
     raise ValueError(f"no orientation tag is defined for {symbol}")
 
 
-def _alignment(matrices: np.ndarray) -> tuple:
+def _alignment_scores(matrices: np.ndarray) -> np.ndarray:
+    """Per element, `(keeps depth, proper turn about depth, improper about depth, about d+r+c)`
+    as 0/1 columns: `_alignment` sums them over a candidate representative."""
+    axes = [axis_of(m) for m in matrices]
+    proper = np.rint(np.linalg.det(matrices)) == 1
+    about = [[a is not None and np.array_equal(a, v) for a in axes] for v in (DEPTH, MAIN_DIAGONAL)]
+    about_depth, about_diagonal = np.asarray(about)
+    return np.stack(
+        [
+            np.abs(matrices[:, 0, 0]) == 1,
+            about_depth & proper,
+            about_depth & ~proper,
+            about_diagonal,
+        ],
+        axis=1,
+    ).astype(int)
+
+
+def _alignment(scores: np.ndarray, elements: tuple[int, ...]) -> tuple:
     """Sort key: representatives aligned with the depth axis first.
 
     Keeping the depth axis on itself comes first (the group suits volumes with a distinct
     depth), then rotations about depth, then improper elements whose axis is depth; a 3-fold
     axis goes along the main diagonal d+r+c.
     """
-    keeps_depth = all(abs(m[0, 0]) == 1 for m in matrices)
-    about_depth = [
-        m for m in matrices if (axis := axis_of(m)) is not None and np.array_equal(axis, DEPTH)
-    ]
-    proper_about_depth = sum(round(np.linalg.det(m)) == 1 for m in about_depth)
-    about_main_diagonal = sum(
-        (axis := axis_of(m)) is not None and np.array_equal(axis, MAIN_DIAGONAL) for m in matrices
-    )
+    keeps_depth, proper_about_depth, improper_about_depth, about_diagonal = scores[
+        list(elements)
+    ].sum(axis=0)
     return (
-        not keeps_depth,
+        keeps_depth < len(elements),
         -proper_about_depth,
-        -(len(about_depth) - proper_about_depth),
-        -about_main_diagonal,
+        -improper_about_depth,
+        -about_diagonal,
     )
 
 
@@ -248,11 +261,12 @@ def subgroup_classes() -> tuple[SubgroupClass, ...]:
                 found[new_key] = extended
                 generators[new_key] = generators[key] + [g]
                 pending.append(new_key)
+    scores = _alignment_scores(oh.matrices)
     classes = []
     for elements in found.values():
         conjugates = sorted({int(mask) for mask in oh.conjugate_masks(elements)})
         candidates = [_elements_of(mask) for mask in conjugates]
-        chosen = min(candidates, key=lambda c: (_alignment(oh.matrices[list(c)]), c))
+        chosen = min(candidates, key=lambda c: (_alignment(scores, c), c))
         classes.append((chosen, _schoenflies(oh.matrices[list(chosen)]), len(conjugates)))
     symbol_count: dict[str, int] = {}
     for _, symbol, _ in classes:
