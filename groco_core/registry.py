@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import importlib_metadata
+import numpy as np
 import pluggy
 
 from groco_core import hookspecs
@@ -585,10 +586,17 @@ def skipped_plugins() -> list[SkippedPlugin]:
 
 def group_provenance(name: str | PointGroup) -> dict[str, str | None] | None:
     """Where a registered group comes from: `{"plugin", "distribution", "version"}`; None
-    for a group object that is not the registered group of its name."""
+    for a group object that is not the registered group of its name.
+
+    A group object made before the registry was reloaded still counts as registered when
+    the group now registered under its name has the same matrices.
+    """
     group = get_group(name)
     entry = _registry.groups.get(group.name.lower())
-    if entry is None or entry[0] is not group:
+    if entry is None or not (
+        entry[0] is group
+        or (entry[0].lattice == group.lattice and np.array_equal(entry[0].matrices, group.matrices))
+    ):
         return None
     info = _registry.plugins[entry[1]]
     return {"plugin": info.name, "distribution": info.distribution, "version": info.version}
