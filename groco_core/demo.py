@@ -185,16 +185,19 @@ def build_cnn(widths: tuple[int, ...]) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(10)(x), name="cnn")
 
 
-def matched_cnn(target_params: int, order: int, fields: tuple[int, ...] = FIELDS) -> keras.Model:
-    """A plain CNN whose widths are the G-CNN's fields times one factor, chosen so its
-    parameter count is within 5% of `target_params` where the widths allow."""
+def matched_widths(
+    target_params: int, order: int, fields: tuple[int, ...] = FIELDS
+) -> tuple[int, ...]:
+    """Widths for `build_cnn`: the G-CNN's fields times one factor, chosen so the CNN's
+    parameter count is within 5% of `target_params` where whole widths allow."""
     scale = math.sqrt(order)  # a group conv has |G| times the weights of its channels' conv
     for _ in range(4):  # parameters grow about quadratically with the scale
-        model = build_cnn(tuple(max(1, round(scale * f)) for f in fields))
-        if abs(model.count_params() / target_params - 1) < 0.05:
+        widths = tuple(max(1, round(scale * f)) for f in fields)
+        params = build_cnn(widths).count_params()
+        if abs(params / target_params - 1) < 0.05:
             break
-        scale *= math.sqrt(target_params / model.count_params())
-    return model
+        scale *= math.sqrt(target_params / params)
+    return widths
 
 
 # -- training and evaluation ------------------------------------------------------------
@@ -300,17 +303,13 @@ def run_demo(
         f"15×15; backend {keras.backend.backend()}, group {group_object.name}, "
         f"{epochs} epochs, seed {seed}."
     )
+    cnn_widths = matched_widths(build_gcnn(group_object.name).count_params(), group_object.order)
     experiments: dict[str, dict[str, Any]] = {}
-    models: dict[str, keras.Model] = {}
     for experiment, augment in (("upright", False), ("augmented", True)):
         experiments[experiment] = {}
         for kind in ("gcnn", "cnn"):
             keras.utils.set_random_seed(seed)
-            if kind == "gcnn":
-                model = build_gcnn(group_object.name)
-                gcnn_params = model.count_params()
-            else:
-                model = matched_cnn(gcnn_params, group_object.order)
+            model = build_gcnn(group_object.name) if kind == "gcnn" else build_cnn(cnn_widths)
             label = "G-CNN" if kind == "gcnn" else "CNN"
             log(
                 f"\n[{experiment}] {label}: {model.count_params()} parameters, training on "
@@ -322,7 +321,8 @@ def run_demo(
                 "train_seconds": round(seconds, 2),
                 "accuracy": evaluate(model, x_test, y_test),
             }
-            models[f"{experiment}_{kind}"] = model
+            if (experiment, kind) == ("upright", "gcnn"):
+                pictured = model
     results = {
         "group": group_object.name,
         "backend": keras.backend.backend(),
@@ -335,7 +335,7 @@ def run_demo(
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot_demo(out / "demo.png", results, models["upright_gcnn"], x_test, group_object)
+    plot_demo(out / "demo.png", results, pictured, x_test, group_object)
     return results
 
 
@@ -366,19 +366,32 @@ def summarize(results: dict[str, Any]) -> str:
     group = get_group(results["group"])
     upright = results["experiments"]["upright"]
     kept = invariant_transforms(group)
-    accuracies = [upright["gcnn"]["accuracy"][name] for name in kept]
+    gcnn, cnn = upright["gcnn"]["accuracy"], upright["cnn"]["accuracy"]
+    if len(kept) > 1:
+        values = [gcnn[name] for name in kept]
+        first = (
+            f"The G-CNN is invariant to {group.name}: it gives the same answer for a digit and "
+            "for the digit transformed by any element of the group, so its accuracy is the same "
+            f"on the test sets {', '.join(kept)} ({min(values):.3f} to {max(values):.3f}), "
+            "with or without augmentation."
+        )
+    else:
+        first = (
+            f"No turn or mirror of the test sets is an element of {group.name}, so the G-CNN "
+            "is not invariant to them."
+        )
     lines = [
-        f"The G-CNN is invariant to {group.name}: it gives the same answer for a digit and for "
-        f"the digit transformed by any element of the group, so its accuracy is the same on "
-        f"the test sets {', '.join(kept)} ({min(accuracies):.3f} to {max(accuracies):.3f}), "
-        "trained upright or not. The CNN trained on upright digits "
-        f"drops from {upright['cnn']['accuracy']['0']:.3f} to "
-        f"{min(upright['cnn']['accuracy'].values()):.3f} on transformed ones.",
-        "Invariance has a price on digits: a 6 turned by a half turn looks like a 9, so a "
-        "network that cannot see orientation must tell them apart from shape details alone; "
-        "on upright digits the CNN, which sees orientation, can do better. Keeping orientation "
-        "(pool onto a subgroup without the half turn, see docs/concepts.md) avoids that cost.",
+        f"{first} The CNN trained on upright digits drops from {cnn['0']:.3f} to "
+        f"{min(cnn.values()):.3f} on transformed ones."
     ]
+    if "180" in kept:
+        lines.append(
+            "Invariance has a price on digits: a 6 turned by a half turn looks like a 9, so a "
+            "network that cannot see orientation must tell them apart by handwriting details; "
+            f"on upright digits the G-CNN scores {gcnn['0']:.3f}, the CNN, which sees "
+            f"orientation, {cnn['0']:.3f}. Pooling onto a subgroup without the half turn keeps "
+            "orientation (docs/concepts.md, 'Coset pooling')."
+        )
     lines.append(error_ratio_line(results))
     return "\n".join(lines)
 
