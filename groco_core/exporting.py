@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
@@ -203,6 +204,40 @@ def split_group_axis(layer: Any, x: Any, order: int) -> Any:
     return _reshape(layer, x, (*x.shape[1:-1], order, x.shape[-1] // order), "split_group")
 
 
+def _channels_last(layer_class: type) -> dict[str, str]:
+    """`{"data_format": "channels_last"}` where the class takes one (1D padding and cropping
+    did not in every Keras 3 release, and were channels-last there)."""
+    return (
+        {"data_format": "channels_last"}
+        if "data_format" in inspect.signature(layer_class.__init__).parameters
+        else {}
+    )
+
+
+def pad_spatial(x: Any, paddings: tuple[tuple[int, int], ...], name: str) -> Any:
+    """Stock `ZeroPadding1D/2D/3D` on the spatial axes of a channels-last `x`; the data format
+    is explicit, so a global `channels_first` setting does not change which axes it pads."""
+    if not any(before or after for before, after in paddings):
+        return x
+    rank = len(paddings)
+    padding_layer = getattr(keras.layers, f"ZeroPadding{rank}D")
+    return padding_layer(
+        paddings[0] if rank == 1 else paddings, name=name, **_channels_last(padding_layer)
+    )(x)
+
+
+def crop_spatial(x: Any, cropping: tuple[tuple[int, int], ...], name: str) -> Any:
+    """Stock `Cropping1D/2D/3D` on the spatial axes of a channels-last `x` (explicit data
+    format, as in `pad_spatial`)."""
+    if not any(before or after for before, after in cropping):
+        return x
+    rank = len(cropping)
+    cropping_layer = getattr(keras.layers, f"Cropping{rank}D")
+    return cropping_layer(
+        cropping[0] if rank == 1 else cropping, name=name, **_channels_last(cropping_layer)
+    )(x)
+
+
 def apply_activation(layer: Any, x: Any) -> Any:
     """The layer's activation as a stock `Activation` layer (after the group axis is split
     off, so activations over an axis, such as softmax, see the same axis)."""
@@ -232,10 +267,7 @@ def export_group_conv(layer: Any, inputs: Any) -> Any:
     x = to_channels_last(layer, inputs)
     if not layer.lifting:
         x = merge_group_axis(layer, x)
-    paddings = layer._paddings(tuple(x.shape[1 : 1 + layer.rank]))
-    if any(before or after for before, after in paddings):
-        padding_layer = getattr(keras.layers, f"ZeroPadding{layer.rank}D")
-        x = padding_layer(paddings[0] if layer.rank == 1 else paddings, name=f"{layer.name}_pad")(x)
+    x = pad_spatial(x, layer._paddings(tuple(x.shape[1 : 1 + layer.rank])), f"{layer.name}_pad")
     order = len(layer._output_elements)
     conv = getattr(keras.layers, f"Conv{layer.rank}D")(
         order * layer.filters,
@@ -262,11 +294,7 @@ def export_group_conv_transpose(layer: Any, inputs: Any) -> Any:
         x = merge_group_axis(layer, x)
     input_padding, cropping = layer.plain_window()
     rank = layer.rank
-    if any(before or after for before, after in input_padding):
-        padding_layer = getattr(keras.layers, f"ZeroPadding{rank}D")
-        x = padding_layer(
-            input_padding[0] if rank == 1 else input_padding, name=f"{layer.name}_pad"
-        )(x)
+    x = pad_spatial(x, input_padding, f"{layer.name}_pad")
     order = layer.group.order
     conv = getattr(keras.layers, f"Conv{rank}DTranspose")(
         order * layer.filters,
@@ -280,8 +308,6 @@ def export_group_conv_transpose(layer: Any, inputs: Any) -> Any:
     )
     x = conv(x)
     conv.set_weights(_plain_weights(layer, order))
-    if any(before or after for before, after in cropping):
-        cropping_layer = getattr(keras.layers, f"Cropping{rank}D")
-        x = cropping_layer(cropping[0] if rank == 1 else cropping, name=f"{layer.name}_crop")(x)
+    x = crop_spatial(x, cropping, f"{layer.name}_crop")
     x = apply_activation(layer, split_group_axis(layer, x, order))
     return to_channels_first(layer, x)

@@ -18,6 +18,7 @@ from groco_core.exporting import (
     channels_to_first,
     channels_to_last,
     fixed_dense,
+    pad_spatial,
     selection_kernel,
     static_shape,
     swap_last_axes,
@@ -206,10 +207,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         x = keras.layers.Reshape((*spatial, order * channels), name=f"{self.name}_merge_group")(x)
         explicit = self._explicit_padding(spatial)
         if explicit is not None:
-            zero_padding = getattr(keras.layers, f"ZeroPadding{self.rank}D")
-            x = zero_padding(
-                explicit[0] if self.rank == 1 else explicit, name=f"{self.name}_padding"
-            )(x)
+            x = pad_spatial(x, explicit, f"{self.name}_padding")
         kind = "MaxPooling" if self.mode == "max" else "AveragePooling"
         x = getattr(keras.layers, f"{kind}{self.rank}D")(
             pool_size=self.pool_size,

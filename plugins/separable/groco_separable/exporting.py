@@ -55,9 +55,7 @@ def export_depthwise_group_conv(layer: Any, inputs: Any) -> Any:
             x = exporting.swap_last_axes(x, f"{layer.name}_channels_last_again")
         x = exporting.merge_group_axis(layer, x)
     paddings = layer._paddings(tuple(x.shape[1 : 1 + rank]))
-    if any(before or after for before, after in paddings):
-        padding_layer = getattr(keras.layers, f"ZeroPadding{rank}D")
-        x = padding_layer(paddings[0] if rank == 1 else paddings, name=f"{layer.name}_pad")(x)
+    x = exporting.pad_spatial(x, paddings, f"{layer.name}_pad")
     kernel = ops.convert_to_numpy(layer.transformed_kernel())
     channels, multiplier = kernel.shape[-2:]
     conv = plain_depthwise_layer(
