@@ -3,6 +3,8 @@ inputs an experienced Keras user tries (global data format, unknown sizes, messa
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from groco_core import (
     GroupConv2D,
     GroupConv2DTranspose,
     GroupConv3D,
+    GroupConv3DTranspose,
     GroupMaxPooling2D,
     export,
 )
@@ -68,3 +71,56 @@ def test_export_under_global_channels_first_1d_and_3d(rng, channels_first):
     inputs = keras.Input((2, 5, 5, 5))
     x = GroupConv3D(2, 3, group="D4", strides=2, padding="same_equiv")(inputs)
     _assert_export_equal(_randomize(keras.Model(inputs, x), rng), rng)
+
+
+# -- signatures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layer_class, keras_class",
+    [
+        (GroupConv1D, keras.layers.Conv1D),
+        (GroupConv2D, keras.layers.Conv2D),
+        (GroupConv3D, keras.layers.Conv3D),
+        (GroupConv2DTranspose, keras.layers.Conv2DTranspose),
+        (GroupConv3DTranspose, keras.layers.Conv3DTranspose),
+    ],
+)
+def test_constructors_list_the_keras_arguments_in_keras_order(layer_class, keras_class):
+    ours = inspect.signature(layer_class.__init__).parameters
+    theirs = inspect.signature(keras_class.__init__).parameters
+    keras_names = [n for n in theirs if n not in ("self", "kwargs") and n in ours]
+    positional = [n for n, p in ours.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"]
+    # Every Keras argument we support sits at Keras's position, before the group arguments.
+    assert positional[: len(keras_names)] == keras_names
+    missing = set(theirs) - set(ours) - {"self", "kwargs", "groups", "lora_rank", "lora_alpha"}
+    assert not missing
+    for name in keras_names:
+        if name != "padding":
+            assert ours[name].default == theirs[name].default or ours[name].default in (1,)
+    for name in ("group", "subgroup", "allow_non_equivariance"):
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_missing_group_names_the_argument():
+    with pytest.raises(ValueError, match=r"GroupConv2D needs a `group`.*Received: group=None"):
+        GroupConv2D(4, 3)
+    with pytest.raises(ValueError, match=r"GroupConv3DTranspose needs a `group`"):
+        GroupConv3DTranspose(4, 3)
+
+
+def test_group_passed_where_keras_has_strides_is_explained():
+    with pytest.raises(TypeError, match=r"Received: strides='P4M'.*group='P4M'"):
+        GroupConv2D(4, 3, "P4M")
+
+
+@pytest.mark.parametrize("spelling", ["CHANNELS_FIRST", "Channels_First", "channels_first"])
+def test_data_format_is_case_insensitive(spelling):
+    for layer in (
+        GroupConv2D(2, 3, group="P4", data_format=spelling),
+        GroupMaxPooling2D(group="P4", data_format=spelling),
+    ):
+        assert layer.data_format == "channels_first"
+        assert layer.get_config()["data_format"] == "channels_first"
+    with pytest.raises(ValueError, match=r"Received: data_format='channels_middle'"):
+        GroupConv2D(2, 3, group="P4", data_format="channels_middle")

@@ -44,14 +44,19 @@ def normalize_padding(padding: Any) -> str:
 
 
 def normalize_data_format(data_format: Any) -> str:
+    """`data_format` in lower case, the global image data format for None (any case is
+    accepted, as in Keras)."""
     if data_format is None:
         return keras.config.image_data_format()
-    if data_format not in ("channels_last", "channels_first"):
+    if not isinstance(data_format, str) or data_format.lower() not in (
+        "channels_last",
+        "channels_first",
+    ):
         raise ValueError(
             "data_format must be 'channels_last', 'channels_first' or None. "
             f"Received: data_format={data_format!r}"
         )
-    return data_format
+    return data_format.lower()
 
 
 def check_invariant_under_group(group: PointGroup, values: tuple[int, ...], name: str) -> None:

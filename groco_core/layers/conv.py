@@ -19,11 +19,29 @@ from groco_core.layers import arguments
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
+_EXAMPLE_GROUP = {1: "LM", 2: "P4M", 3: "Oh"}
+
+
+def keyword_arguments(local_variables: dict[str, Any]) -> dict[str, Any]:
+    """A public constructor's arguments (its `locals()`) as keywords for the base class:
+    drops `self` and `__class__` and merges `**kwargs`."""
+    named = {k: v for k, v in local_variables.items() if k not in ("self", "__class__")}
+    extra = named.pop("kwargs", {})
+    return {**named, **extra}
+
 
 def resolve_group_pair(
     layer_name: str, group: Any, subgroup: Any, rank: int
 ) -> tuple[PointGroup, PointGroup, tuple[int, ...]]:
     """The layer's group, the subgroup its output lives on, and the subgroup's indices."""
+    if group is None:
+        raise ValueError(
+            f"{layer_name} needs a `group`: the name of a registered point group acting on "
+            f"{rank} dimension(s), e.g. {layer_name}(..., group={_EXAMPLE_GROUP[rank]!r}). "
+            f"Received: group=None. See `groco list-groups --dimension {rank}`."
+        )
+    if isinstance(group, str) and not group:
+        raise ValueError(f"group must be a non-empty group name. Received: group={group!r}")
     group = get_group(group)
     if group.dimension != rank:
         raise ValueError(
@@ -97,7 +115,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         rank: int,
         filters: int,
         kernel_size: int | tuple[int, ...],
-        group: str | PointGroup,
+        group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
         strides: int | tuple[int, ...] = 1,
         padding: str = "valid_equiv",
@@ -118,6 +136,12 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         layer_name = type(self).__name__
         self.rank = rank
+        if isinstance(strides, str):
+            raise TypeError(
+                f"strides must be an int or a tuple of {rank} ints. Received: "
+                f"strides={strides!r}. The third positional argument is `strides`, as in "
+                f"keras.layers.Conv{rank}D; pass the group by keyword: group={strides!r}."
+            )
         self.group, self.subgroup, self._output_elements = resolve_group_pair(
             layer_name, group, subgroup, rank
         )
@@ -369,16 +393,20 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         return config
 
 
-def _thin_init(rank: int):
-    def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
-        BaseGroupConv.__init__(self, rank, filters, kernel_size, group, subgroup, **kwargs)
-
-    return __init__
-
-
 @keras.saving.register_keras_serializable(package="groco")
 class GroupConv1D(BaseGroupConv):
-    """1D group convolution (groups of the line, e.g. `"LM"`); see `BaseGroupConv`.
+    """1D group convolution (groups of the line, e.g. `"LM"`).
+
+    Args:
+        filters: output fields (channels per element of the output group).
+        kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint: as in
+            `keras.layers.Conv1D`, in the same order; `padding` also takes
+            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConv`).
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        allow_non_equivariance: accept configurations that break equivariance.
 
     Example:
         >>> import numpy as np
@@ -387,12 +415,46 @@ class GroupConv1D(BaseGroupConv):
         (2, 7, 2, 4)
     """
 
-    __init__ = _thin_init(1)
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int],
+        strides: int | tuple[int] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupConv.__init__(self, 1, **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupConv2D(BaseGroupConv):
-    """2D group convolution, e.g. on `"P4M"`; see `BaseGroupConv` for the arguments.
+    """2D group convolution, e.g. on `"P4M"`.
+
+    Args:
+        filters: output fields (channels per element of the output group).
+        kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint: as in
+            `keras.layers.Conv2D`, in the same order; `padding` also takes
+            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConv`).
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        allow_non_equivariance: accept configurations that break equivariance.
 
     Example:
         >>> import numpy as np
@@ -404,11 +466,69 @@ class GroupConv2D(BaseGroupConv):
         (2, 5, 5, 4, 4)
     """
 
-    __init__ = _thin_init(2)
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupConv.__init__(self, 2, **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupConv3D(BaseGroupConv):
-    """3D group convolution (cubic-lattice groups); see `BaseGroupConv` for the arguments."""
+    """3D group convolution (cubic-lattice groups, e.g. `"Oh"`).
 
-    __init__ = _thin_init(3)
+    Args:
+        filters: output fields (channels per element of the output group).
+        kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
+            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+            activity_regularizer, kernel_constraint, bias_constraint: as in
+            `keras.layers.Conv3D`, in the same order; `padding` also takes
+            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConv`).
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        allow_non_equivariance: accept configurations that break equivariance.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int, int],
+        strides: int | tuple[int, int, int] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int, int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupConv.__init__(self, 3, **keyword_arguments(locals()))

@@ -21,7 +21,7 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
-from groco_core.layers.conv import BaseGroupConv
+from groco_core.layers.conv import BaseGroupConv, keyword_arguments
 
 
 def keras_transposed_window(
@@ -122,7 +122,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
         rank: int,
         filters: int,
         kernel_size: int | tuple[int, ...],
-        group: str | PointGroup,
+        group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
         strides: int | tuple[int, ...] = 1,
         padding: str = "valid_equiv",
@@ -274,17 +274,21 @@ class BaseGroupConvTranspose(BaseGroupConv):
         return config
 
 
-def _thin_init(rank: int):
-    def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
-        BaseGroupConvTranspose.__init__(self, rank, filters, kernel_size, group, subgroup, **kwargs)
-
-    return __init__
-
-
 @keras.saving.register_keras_serializable(package="groco")
 class GroupConv1DTranspose(BaseGroupConvTranspose):
-    """1D transposed group convolution (groups of the line, e.g. `"LM"`); see
-    `BaseGroupConvTranspose` for the arguments.
+    """1D transposed group convolution (groups of the line, e.g. `"LM"`).
+
+    Args:
+        filters: output fields (channels per element of `group`).
+        kernel_size, strides, padding, output_padding, data_format, dilation_rate,
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+            `keras.layers.Conv1DTranspose`, in the same order; `padding` also takes
+            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConvTranspose`).
+        group: the point group the output lives on, by name or object; keyword only,
+            required.
+        subgroup: the subgroup the input lives on; default `group`.
+        allow_non_equivariance: accept configurations that break equivariance.
 
     Example:
         >>> import numpy as np
@@ -293,12 +297,48 @@ class GroupConv1DTranspose(BaseGroupConvTranspose):
         (2, 10, 2, 4)
     """
 
-    __init__ = _thin_init(1)
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int],
+        strides: int | tuple[int] = 1,
+        padding: str = "valid_equiv",
+        output_padding: int | tuple[int] | None = None,
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupConvTranspose.__init__(self, 1, **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupConv2DTranspose(BaseGroupConvTranspose):
-    """2D transposed group convolution; see `BaseGroupConvTranspose` for the arguments.
+    """2D transposed group convolution.
+
+    Args:
+        filters: output fields (channels per element of `group`).
+        kernel_size, strides, padding, output_padding, data_format, dilation_rate,
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+            `keras.layers.Conv2DTranspose`, in the same order; `padding` also takes
+            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConvTranspose`).
+        group: the point group the output lives on, by name or object; keyword only,
+            required.
+        subgroup: the subgroup the input lives on; default `group`.
+        allow_non_equivariance: accept configurations that break equivariance.
 
     Example:
         >>> import numpy as np
@@ -309,12 +349,72 @@ class GroupConv2DTranspose(BaseGroupConvTranspose):
         (2, 10, 10, 8, 6)
     """
 
-    __init__ = _thin_init(2)
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid_equiv",
+        output_padding: int | tuple[int, int] | None = None,
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupConvTranspose.__init__(self, 2, **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupConv3DTranspose(BaseGroupConvTranspose):
-    """3D transposed group convolution (cubic-lattice groups); see
-    `BaseGroupConvTranspose` for the arguments."""
+    """3D transposed group convolution (cubic-lattice groups).
 
-    __init__ = _thin_init(3)
+    Args:
+        filters: output fields (channels per element of `group`).
+        kernel_size, strides, padding, data_format, output_padding, dilation_rate,
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+            `keras.layers.Conv3DTranspose`, in the same order; `padding` also takes
+            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConvTranspose`).
+        group: the point group the output lives on, by name or object; keyword only,
+            required.
+        subgroup: the subgroup the input lives on; default `group`.
+        allow_non_equivariance: accept configurations that break equivariance.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int, int],
+        strides: int | tuple[int, int, int] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        output_padding: int | tuple[int, int, int] | None = None,
+        dilation_rate: int | tuple[int, int, int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupConvTranspose.__init__(self, 3, **keyword_arguments(locals()))
