@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from groco_separable import SeparableGroupConv2D
 from keras import ops
+from transforms import max_equivariance_error
 
 from groco_core import (
     GroupAveragePooling2D,
@@ -20,7 +21,10 @@ from groco_core import (
     GroupConv3DTranspose,
     GroupMaxPooling2D,
     export,
+    get_group,
 )
+
+P4 = get_group("P4").matrices
 
 
 @pytest.fixture
@@ -124,3 +128,70 @@ def test_data_format_is_case_insensitive(spelling):
         assert layer.get_config()["data_format"] == "channels_first"
     with pytest.raises(ValueError, match=r"Received: data_format='channels_middle'"):
         GroupConv2D(2, 3, group="P4", data_format="channels_middle")
+
+
+# -- unknown spatial sizes ----------------------------------------------------------------
+
+
+def _strided_network(shape):
+    """Strided conv, strided pooling (equivariant and Keras's own padding), transposed conv."""
+    inputs = keras.Input(shape)
+    x = GroupConv2D(3, 3, group="P4M", strides=2, padding="same_equiv")(inputs)
+    x = GroupMaxPooling2D(group="P4M", subgroup="P4", pool_size=3, strides=2, padding="same")(x)
+    x = GroupAveragePooling2D(group="P4", pool_size=3, strides=2, padding="valid_equiv")(x)
+    x = GroupConv2DTranspose(2, 3, group="P4", strides=2)(x)
+    x = GroupConv2D(2, 3, group="P4", strides=2, padding="valid_equiv")(x)
+    return keras.Model(inputs, x)
+
+
+def test_strided_layers_accept_unknown_sizes_and_match_known_sizes(rng):
+    flexible = _randomize(_strided_network((None, None, 3)), rng)
+    assert flexible.output.shape == (None, None, None, 4, 2)
+    for size in (17, 25):
+        fixed = _strided_network((size, size, 3))
+        fixed.set_weights(flexible.get_weights())
+        x = rng.normal(size=(2, size, size, 3)).astype("float32")
+        expected = ops.convert_to_numpy(fixed(x))
+        assert expected.shape[1:3] == fixed.output.shape[1:3]
+        np.testing.assert_allclose(ops.convert_to_numpy(flexible(x)), expected, atol=1e-5)
+        # predict traces (TensorFlow retraces a second size with the spatial axes unknown)
+        np.testing.assert_allclose(flexible.predict(x, verbose=0), expected, atol=1e-5)
+        p4 = np.array([[0, -1], [1, 0]])
+        error = max_equivariance_error(flexible, x, [p4], None, P4)
+        assert error <= 1e-6 * (1 + np.max(np.abs(expected)))  # float32 round-off
+
+
+def test_unknown_sizes_train(rng):
+    model = _strided_network((None, None, 3))
+    model.compile(optimizer="sgd", loss="mse")
+    x = rng.normal(size=(4, 17, 17, 3)).astype("float32")
+    y = np.zeros((4, 1, 1, 4, 2), "float32")
+    history = model.fit(x, y, epochs=2, batch_size=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_unknown_size_with_a_bad_parity_is_refused_at_call_time(rng):
+    model = keras.Sequential(
+        [keras.Input((None, None, 3)), GroupConv2D(2, 3, group="P4", strides=2)]
+    )
+    with pytest.raises(ValueError, match=r"input size 16.*an input of size 15 or 17"):
+        model(np.zeros((1, 16, 16, 3), "float32"))
+    model(np.zeros((1, 15, 15, 3), "float32"))  # odd sizes work
+
+
+def test_unknown_size_in_a_traced_tensorflow_graph_is_checked_at_run_time(rng):
+    # Only TensorFlow traces graphs whose spatial sizes are unknown; elsewhere sizes are
+    # static when the layer runs and the check above applies.
+    layer = GroupConv2D(2, 3, group="P4", strides=2)
+    layer.build((None, None, None, 3))
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(ValueError, match=r"input size 16"):
+            layer(np.zeros((1, 16, 16, 3), "float32"))
+        return
+    import tensorflow as tf
+
+    run = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 3))])
+    x = rng.normal(size=(1, 15, 15, 3)).astype("float32")
+    np.testing.assert_allclose(run(x).numpy(), ops.convert_to_numpy(layer(x)), atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must have the parity"):
+        run(np.zeros((1, 16, 16, 3), "float32"))

@@ -41,6 +41,9 @@ def build_network() -> keras.Model:
 
 
 def test_network_is_invariant_trains_and_exports(tmp_path, rng):
+    # Seeded: with some initial weights every ReLU of the small network dies in training and
+    # the output no longer depends on the input, mirror included.
+    keras.utils.set_random_seed(7)
     model = build_network()
     assert model.output_shape == (None, 3)
     x = rng.normal(size=(8, 13, 13, 2)).astype("float32")

@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.registry import get_group
@@ -112,6 +113,58 @@ def is_centred(size: int, extent: int, stride: int, before: int, after: int) -> 
     return span >= 0 and after - before == span % stride
 
 
+_PARITY = ("even", "odd")
+
+
+def _centred_padding(size: int, extent: int, stride: int, padding: str) -> tuple[int, int] | None:
+    """The padding of `equivariant_padding` when it exists, else None."""
+    base = "same" if padding.startswith("same") else "valid"
+    before, after = keras_padding(size, extent, stride, base)
+    if not padding.endswith("_equiv"):
+        return (before, after) if is_centred(size, extent, stride, before, after) else None
+    start = max(before, after)
+    for pad in range(start, start + stride):
+        if is_centred(size, extent, stride, pad, pad):
+            return pad, pad
+    return None
+
+
+def _working_alternatives(
+    size: int, window_size: int, dilation: int, stride: int, padding: str, window: str, rank: int
+) -> list[str]:
+    """Concrete changes that make `_centred_padding` exist, for the parity message."""
+    extent = dilation * (window_size - 1) + 1
+    same = padding.startswith("same")
+
+    def works(n: int, e: int) -> bool:
+        return n >= 1 and (same or n >= e) and _centred_padding(n, e, stride, padding) is not None
+
+    sizes = [n for n in (size - 2, size - 1, size + 1, size + 2) if works(n, extent)]
+    windows = [
+        k
+        for k in (window_size - 2, window_size - 1, window_size + 1, window_size + 2)
+        if k >= (1 if window == "kernel" else 2) and works(size, dilation * (k - 1) + 1)
+    ]
+    sizes, windows = sorted(sizes, key=lambda n: (abs(n - size), n))[:2], windows[:2]
+    sizes.sort()
+    windows = sorted(sorted(windows, key=lambda k: (abs(k - window_size), k))[:2])
+    options = []
+    if sizes:
+        options.append(f"an input of size {' or '.join(map(str, sizes))}")
+    if windows:
+        options.append(f"{window}_size {' or '.join(map(str, windows))}")
+    if window == "kernel":
+        # Stride 1 keeps every size; a pooling window of the right parity then downsamples.
+        reduced = size if same else size - extent + 1
+        pools = [p for p in range(2, 2 + stride) if _centred_padding(reduced, p, stride, "valid")]
+        if reduced >= 1 and pools:
+            options.append(
+                f"strides=1 followed by GroupMaxPooling{rank}D(pool_size={pools[0]}, "
+                f"strides={stride}) (the stride-1 output has size {reduced})"
+            )
+    return options
+
+
 def equivariant_padding(
     size: int | None,
     extent: int,
@@ -120,48 +173,130 @@ def equivariant_padding(
     allow_non_equivariance: bool,
     layer_name: str,
     window: str = "kernel",
-) -> tuple[int, int]:
-    """(before, after) padding of one spatial axis.
+    window_size: int | None = None,
+    dilation: int = 1,
+    rank: int = 2,
+) -> tuple[int, int] | None:
+    """(before, after) padding of one spatial axis; None when the size is unknown and the
+    padding depends on it (a stride > 1): it is then decided at call time, from the size the
+    input has there.
 
     `valid_equiv` / `same_equiv` start from Keras's `valid` / `same` padding and add the
     minimum, equal on both sides, that centres the output grid on the input grid. `valid` /
     `same` are Keras's own, accepted when they are centred.
 
+    Args:
+        size, extent, stride: the input size, the (dilated) window extent and the stride.
+        padding, allow_non_equivariance: the layer's arguments.
+        layer_name, window, window_size, dilation, rank: for the messages (`window` is
+            `"kernel"` or `"pool"`; `window_size` defaults to `extent`).
+
     Raises:
-        ValueError: when the padding (or any padding, for the `_equiv` options) breaks
-            equivariance, unless `allow_non_equivariance` is set.
+        ValueError: when the output would be empty, or the padding (any padding, for the
+            `_equiv` options) breaks equivariance, unless `allow_non_equivariance` is set;
+            the message names sizes that work.
     """
     if size is None:
         if stride > 1:
-            raise ValueError(
-                f"{layer_name}: strides > 1 need a known spatial input size to choose the "
-                "padding. Received an input with spatial size None; give the Input a shape."
-            )
+            return None
         size = extent  # with stride 1 the padding does not depend on the size
+    window_size = extent if window_size is None else window_size
+    if padding.startswith("valid") and size < extent:
+        raise ValueError(
+            f"{layer_name}: the {window} extent {extent} is larger than the input size {size}, "
+            f"so the output would be empty. Received: input size {size}, "
+            f"{window}_size={window_size}. Use a larger input, a smaller {window}_size, or "
+            "padding='same_equiv'."
+        )
+    result = _centred_padding(size, extent, stride, padding)
+    if result is not None:
+        return result
     base = "same" if padding.startswith("same") else "valid"
-    before, after = keras_padding(size, extent, stride, base)
+    if allow_non_equivariance:
+        return keras_padding(size, extent, stride, base)
     if not padding.endswith("_equiv"):
-        if is_centred(size, extent, stride, before, after) or allow_non_equivariance:
-            return before, after
         raise ValueError(
             f"{layer_name}: padding={padding!r} breaks equivariance for input size {size}, "
             f"{window} extent {extent} and stride {stride}: the output grid is not centred on "
             f"the input grid. Use padding='{padding}_equiv', which pads the minimum extra, or "
             "pass allow_non_equivariance=True."
         )
-    start = max(before, after)
-    for pad in range(start, start + stride):
-        if is_centred(size, extent, stride, pad, pad):
-            return pad, pad
-    if allow_non_equivariance:
-        return before, after
+    rule = (
+        f"with an even stride, the input size and the {window} extent must have the same "
+        f"parity, and {size} is {_PARITY[size % 2]} while the extent {extent} is "
+        f"{_PARITY[extent % 2]}"
+        if stride % 2 == 0
+        else "the output grid cannot be centred on the input grid"
+    )
+    options = _working_alternatives(size, window_size, dilation, stride, padding, window, rank)
+    fixes = "; ".join(options) + "; or " if options else ""
     raise ValueError(
         f"{layer_name}: no padding makes this layer equivariant for input size {size}, "
-        f"{window} extent {extent} and stride {stride}: with an even stride, the input size and "
-        f"the {window} extent must have the same parity. Change the input size by one (crop or "
-        f"pad the input), use a {window}_size of the input's parity, or an odd stride; or pass "
-        "allow_non_equivariance=True."
+        f"{window} extent {extent} and stride {stride}: {rule}. What works here: {fixes}pass "
+        "allow_non_equivariance=True. See docs/designing.md."
     )
+
+
+def runtime_padding(
+    size: Any,
+    extent: int,
+    stride: int,
+    padding: str,
+    allow_non_equivariance: bool,
+    layer_name: str,
+    window: str = "kernel",
+) -> tuple[Any, Any]:
+    """`equivariant_padding` for a size that is known only when the computation runs (a
+    TensorFlow graph traced with an unknown spatial size): integer tensors `(before, after)`.
+
+    A size that no padding makes equivariant fails at run time with the rule in the message
+    (TensorFlow's `InvalidArgumentError`), unless `allow_non_equivariance` is set.
+    """
+    n = ops.cast(size, "int32")
+    if padding.startswith("same"):
+        total = ops.maximum((ops.floor_divide(n + stride - 1, stride) - 1) * stride + extent - n, 0)
+    else:
+        total = ops.zeros((), "int32")
+    before = ops.floor_divide(total, 2)
+    after = total - before
+    if padding.endswith("_equiv"):
+        found = ops.full((), -1, "int32")
+        start = ops.maximum(before, after)
+        for step in reversed(range(stride)):  # the smallest centring padding wins
+            span = n + 2 * (start + step) - extent
+            centred = ops.logical_and(span >= 0, ops.equal(ops.mod(span, stride), 0))
+            found = ops.where(centred, start + step, found)
+        ok = found >= 0
+        before, after = ops.where(ok, found, before), ops.where(ok, found, after)
+    else:
+        span = n + before + after - extent
+        ok = ops.logical_and(span >= 0, ops.equal(after - before, ops.mod(span, stride)))
+    if allow_non_equivariance:
+        return before, after
+    rule = (
+        f"with stride {stride} the size must have the parity of the {window} extent {extent}"
+        if stride == 2
+        else f"the output grid cannot be centred for this size at stride {stride}"
+    )
+    message = (
+        f"{layer_name}: no padding={padding!r} makes this layer equivariant for the input's "
+        f"spatial size: {rule}. Crop or pad the input, or pass allow_non_equivariance=True. "
+        "Input size:"
+    )
+    return _checked(ok, message, n, before), after
+
+
+def _checked(ok: Any, message: str, size: Any, value: Any) -> Any:
+    """`value`, once `ok` holds: a run-time assertion in a TensorFlow graph, a ValueError
+    where `ok` is concrete."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message, size])]):
+            return tf.identity(value)
+    if not bool(ops.convert_to_numpy(ok)):
+        raise ValueError(f"{message} {int(ops.convert_to_numpy(size))}")
+    return value
 
 
 def check_group_axis(

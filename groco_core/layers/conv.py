@@ -205,9 +205,24 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         if key not in self._padding_cache:
             self._padding_cache[key] = tuple(
                 arguments.equivariant_padding(
-                    n, e, s, self.padding, self.allow_non_equivariance, type(self).__name__
+                    n,
+                    e,
+                    s,
+                    self.padding,
+                    self.allow_non_equivariance,
+                    type(self).__name__,
+                    window_size=k,
+                    dilation=d,
+                    rank=self.rank,
                 )
-                for n, e, s in zip(key, self._extents, self.strides, strict=True)
+                for n, e, s, k, d in zip(
+                    key,
+                    self._extents,
+                    self.strides,
+                    self.kernel_size,
+                    self.dilation_rate,
+                    strict=True,
+                )
             )
         return self._padding_cache[key]
 
@@ -219,6 +234,8 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         (its gradient is a slice) on every backend; otherwise the input is padded explicitly.
         """
         paddings = self._paddings(spatial)
+        if None in paddings:  # decided when the computation runs (see `_runtime_paddings`)
+            return "valid", paddings
         if not any(before or after for before, after in paddings):
             return "valid", None
         # With an unknown size the stride is 1, where "same" does not depend on the size.
@@ -233,11 +250,31 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
 
     def _output_spatial(self, spatial: tuple) -> tuple:
         result = []
-        for n, e, s, (before, after) in zip(
+        for n, e, s, padding in zip(
             spatial, self._extents, self.strides, self._paddings(spatial), strict=True
         ):
-            result.append(None if n is None else (n + before + after - e) // s + 1)
+            result.append(None if n is None else (n + sum(padding) - e) // s + 1)
         return tuple(result)
+
+    def _runtime_paddings(self, x: Any, paddings: tuple) -> list:
+        """`paddings` with the axes left undecided (None: an unknown size at stride > 1,
+        only in a TensorFlow graph) computed from `x`'s size when the computation runs."""
+        shape = ops.shape(x)
+        return [
+            arguments.runtime_padding(
+                shape[1 + axis],
+                e,
+                s,
+                self.padding,
+                self.allow_non_equivariance,
+                type(self).__name__,
+            )
+            if padding is None
+            else padding
+            for axis, (padding, e, s) in enumerate(
+                zip(paddings, self._extents, self.strides, strict=True)
+            )
+        ]
 
     def build(self, input_shape: tuple) -> None:
         self._check_input_shape(input_shape, self.group, "group")
@@ -336,6 +373,8 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
             x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
         conv_padding, explicit = self._conv_padding(tuple(x.shape[1 : 1 + self.rank]))
         if explicit is not None:
+            if None in explicit:
+                explicit = self._runtime_paddings(x, explicit)
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
         y = ops.conv(
             x,

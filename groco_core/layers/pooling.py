@@ -130,21 +130,47 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
                 self.allow_non_equivariance,
                 type(self).__name__,
                 window="pool",
+                window_size=p,
+                rank=self.rank,
             )
             for n, p, s in zip(spatial, self.pool_size, self.strides, strict=True)
         )
 
     def _explicit_padding(self, spatial: tuple) -> tuple[tuple[int, int], ...] | None:
-        """Zero padding the layer adds itself (the `_equiv` options), or None."""
+        """Zero padding the layer adds itself (the `_equiv` options), or None; an axis of
+        unknown size at stride > 1 is None inside the tuple (decided at run time)."""
+        paddings = self._paddings(spatial)  # also refuses Keras paddings that break symmetry
         if not self.padding.endswith("_equiv"):
             return None
-        paddings = self._paddings(spatial)
+        if None in paddings:
+            return paddings
         return paddings if any(b or a for b, a in paddings) else None
+
+    def _runtime_check(self, x: Any, paddings: tuple) -> list:
+        """`paddings` with undecided axes (None: unknown size at stride > 1, only in a
+        TensorFlow graph) computed, and checked, from `x`'s size when the computation runs."""
+        shape = ops.shape(x)
+        return [
+            arguments.runtime_padding(
+                shape[1 + axis],
+                p,
+                s,
+                self.padding,
+                self.allow_non_equivariance,
+                type(self).__name__,
+                window="pool",
+            )
+            if padding is None
+            else padding
+            for axis, (padding, p, s) in enumerate(
+                zip(paddings, self.pool_size, self.strides, strict=True)
+            )
+        ]
 
     def _output_spatial(self, spatial: tuple) -> tuple:
         return tuple(
-            None if n is None else (n + before + after - p) // s + 1
-            for n, p, s, (before, after) in zip(
+            None if n is None else (n + sum(padding) - p) // s + 1
+            for n, p, s, padding in zip(
                 spatial, self.pool_size, self.strides, self._paddings(spatial), strict=True
             )
         )
@@ -177,9 +203,16 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         shape = ops.shape(x)
         order, channels = shape[-2], shape[-1]
         x = ops.reshape(x, (-1, *shape[1:-2], order * channels))
-        explicit = self._explicit_padding(tuple(x.shape[1 : 1 + self.rank]))
+        spatial = tuple(x.shape[1 : 1 + self.rank])
+        explicit = self._explicit_padding(spatial)
         if explicit is not None:
+            if None in explicit:
+                explicit = self._runtime_check(x, explicit)
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
+        elif None in self._paddings(spatial):
+            # Keras's own "valid" / "same": the pooling pads; only the symmetry is checked.
+            checked = self._runtime_check(x, self._paddings(spatial))
+            x = ops.add(x, ops.cast(sum(b for b, _ in checked if b is not None) * 0, x.dtype))
         pool = ops.max_pool if self.mode == "max" else ops.average_pool
         x = pool(
             x,
