@@ -49,7 +49,8 @@ def export(model: keras.Model) -> keras.Model:
         A new functional `keras.Model` with the same inputs and outputs.
 
     Raises:
-        TypeError: when `model` is not a Keras model, or a groco layer has no `export_plain`.
+        TypeError: when `model` is not a Keras model, is a subclassed model, or a groco layer
+            has no `export_plain`.
         ValueError: when `model` is a Sequential model without a known input, or a groco
             layer is shared (called more than once).
     """
@@ -71,6 +72,14 @@ def export(model: keras.Model) -> keras.Model:
         if len(inputs) == 1 and len(outputs) == 1:
             inputs, outputs = inputs[0], outputs[0]
         model = keras.Model(inputs, outputs, name=model.name)
+    elif not isinstance(getattr(model, "inputs", None), list):
+        raise TypeError(
+            f"export needs a functional or Sequential model: it follows the model's graph of "
+            f"layers, and a subclassed model's `call` has none. Received: model {model.name!r} "
+            f"of class {type(model).__name__}. Build the same layers as a functional model "
+            "(keras.Model(inputs, outputs)) or a keras.Sequential, copy the weights over with "
+            "set_weights, and export that."
+        )
 
     clones: dict[int, keras.layers.Layer] = {}
     originals: dict[int, keras.layers.Layer] = {}

@@ -14,12 +14,15 @@ from transforms import max_equivariance_error
 
 from groco_core import (
     GroupAveragePooling2D,
+    GroupBatchNormalization,
     GroupConv1D,
     GroupConv2D,
     GroupConv2DTranspose,
     GroupConv3D,
     GroupConv3DTranspose,
+    GroupDense,
     GroupMaxPooling2D,
+    GroupReduce,
     export,
     get_group,
 )
@@ -195,3 +198,81 @@ def test_unknown_size_in_a_traced_tensorflow_graph_is_checked_at_run_time(rng):
     np.testing.assert_allclose(run(x).numpy(), ops.convert_to_numpy(layer(x)), atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="must have the parity"):
         run(np.zeros((1, 16, 16, 3), "float32"))
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = GroupConv2D(2, 3, group="P4")
+
+    def call(self, x):
+        return self.conv(x)
+
+
+def test_export_of_a_subclassed_model_says_what_to_do():
+    model = _Subclassed()
+    model(np.zeros((1, 5, 5, 1), "float32"))
+    with pytest.raises(
+        TypeError, match=r"functional or Sequential.*class _Subclassed.*set_weights"
+    ):
+        export(model)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GroupDense(5, group="P4M"),
+        lambda: GroupReduce("P4M", "P4"),
+        lambda: GroupBatchNormalization(group="P4M"),
+    ],
+    ids=["GroupDense", "GroupReduce", "GroupBatchNormalization"],
+)
+def test_an_image_is_told_to_be_lifted_first(make):
+    # The 16×8 image's width equals |P4M| = 8: it must not be taken for the group axis.
+    layer = make()
+    name = type(layer).__name__
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}\(group='P4M'\).*looks like an image.*lifting "
+        rf"GroupConv2D\(filters, kernel_size, group='P4M'\), then apply {name}",
+    ):
+        layer(np.zeros((2, 16, 8, 5), "float32"))
+
+
+def test_group_dense_takes_signals_with_or_without_space(rng):
+    layer = GroupDense(3, group="P4M")
+    assert layer(np.zeros((2, 8, 5), "float32")).shape == (2, 8, 3)
+    assert layer(np.zeros((2, 4, 4, 8, 5), "float32")).shape == (2, 4, 4, 8, 3)
+
+
+def test_kernel_larger_than_input_says_the_output_would_be_empty():
+    with pytest.raises(ValueError, match=r"extent 5 is larger than the input size 3.*empty"):
+        GroupConv2D(2, 5, group="P4")(np.zeros((1, 3, 3, 1), "float32"))
+    with pytest.raises(ValueError, match=r"pool extent 4 is larger than the input size 3"):
+        GroupMaxPooling2D(group="P4", pool_size=4)(np.zeros((1, 3, 3, 4, 1), "float32"))
+
+
+@pytest.mark.parametrize(
+    "make, size, message",
+    [
+        (
+            lambda: GroupConv2D(2, 3, group="P4", strides=2, padding="same_equiv"),
+            16,
+            r"input size 16.*an input of size 15 or 17; kernel_size 2 or 4; strides=1 followed "
+            r"by GroupMaxPooling2D\(pool_size=2, strides=2\)",
+        ),
+        (
+            lambda: GroupMaxPooling2D(group="P4", pool_size=2),
+            11,
+            r"input size 11, pool extent 2.*an input of size 10 or 12; pool_size 3",
+        ),
+    ],
+)
+def test_parity_messages_name_what_works_for_this_layer(make, size, message):
+    layer = make()
+    shape = (1, size, size, 1) if isinstance(layer, GroupConv2D) else (1, size, size, 4, 1)
+    with pytest.raises(ValueError, match=message):
+        layer(np.zeros(shape, "float32"))

@@ -302,7 +302,28 @@ def _checked(ok: Any, message: str, size: Any, value: Any) -> Any:
 def check_group_axis(
     layer_name: str, group: PointGroup, input_shape: tuple, group_axis: int
 ) -> None:
-    """Refuses an input whose group axis does not have the group's order."""
+    """Refuses an input that is not a signal on `group`: one with a number of spatial axes
+    other than 0 or the group's dimension (an image that was not lifted, or a signal whose
+    axes would be misread), or whose group axis does not have the group's order."""
+    rank, dimension = len(input_shape), group.dimension
+    if rank - 3 not in (0, dimension):
+        lift = (
+            f"GroupConv{dimension}D(filters, kernel_size, group={group.name!r})"
+            if dimension in (1, 2, 3)
+            else "a lifting group convolution"
+        )
+        looks_like = (
+            "an image (no group axis)"
+            if rank == dimension + 2
+            else f"a tensor with {rank - 3} axes between the batch and the group axes"
+        )
+        raise ValueError(
+            f"{layer_name}(group={group.name!r}) takes a signal on {group.name}: (batch, |G|, "
+            f"channels), or (batch, *spatial, |G|, channels) with {dimension} spatial axes "
+            f"since {group.name} acts on {dimension} dimension(s). Received: "
+            f"input_shape={tuple(input_shape)}, which looks like {looks_like}. Lift an image "
+            f"onto the group first with a lifting {lift}, then apply {layer_name}."
+        )
     length = input_shape[group_axis]
     if length is not None and length != group.order:
         raise ValueError(
