@@ -34,7 +34,7 @@ def _is_groco_layer(layer: Any) -> bool:
     return isinstance(layer, tuple(list_layers()))
 
 
-def export(model: keras.Model) -> keras.Model:
+def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None) -> keras.Model:
     """An equivalent functional model made only of stock Keras layers.
 
     Groco layers are replaced by what their `export_plain` builds (kernels transformed once,
@@ -42,8 +42,15 @@ def export(model: keras.Model) -> keras.Model:
     gives the same outputs (to float32 round-off), saves to `.keras`, and loads with plain
     Keras.
 
+    Inputs of unknown spatial size export where every layer's padding is known without the
+    size (stride 1) and Keras's `Reshape` can follow (at most one unknown axis: any 1D
+    model, or one free axis in 2D/3D). Otherwise pass `input_shape` to export for one size.
+
     Args:
         model: a built Sequential or functional model (nested models are exported too).
+        input_shape: the shape, without the batch axis, of the exported model's input (one
+            input); default the model's own. Use it to export a model built on unknown
+            sizes (`keras.Input((None, None, 3))`) for the size it will be deployed at.
 
     Returns:
         A new functional `keras.Model` with the same inputs and outputs.
@@ -118,8 +125,21 @@ def export(model: keras.Model) -> keras.Model:
             layer.set_weights(original.get_weights())
         return outputs
 
+    input_tensors = None
+    if input_shape is not None:
+        if len(model.inputs) != 1 or len(tuple(input_shape)) != len(model.inputs[0].shape) - 1:
+            raise ValueError(
+                "input_shape must be the shape, without the batch axis, of the model's one "
+                f"input, of rank {len(model.inputs[0].shape) - 1}. Received: "
+                f"input_shape={input_shape!r} for a model with inputs "
+                f"{[tuple(t.shape) for t in model.inputs]}"
+            )
+        input_tensors = keras.Input(tuple(input_shape), dtype=model.inputs[0].dtype)
     return keras.models.clone_model(
-        model, clone_function=clone_function, call_function=call_function
+        model,
+        input_tensors=input_tensors,
+        clone_function=clone_function,
+        call_function=call_function,
     )
 
 
@@ -173,9 +193,21 @@ def static_shape(x: Any, layer_name: str) -> tuple[int, ...]:
     if any(n is None for n in shape):
         raise ValueError(
             f"{layer_name}.export_plain needs an input of known shape (except the batch size). "
-            f"Received: input shape {tuple(x.shape)}. Give the keras.Input a full shape."
+            f"Received: input shape {tuple(x.shape)}. Export for the size you deploy at, e.g. "
+            "export(model, input_shape=(32, 32, 3))."
         )
     return shape
+
+
+def known_paddings(layer: Any, paddings: tuple) -> tuple[tuple[int, int], ...]:
+    """`paddings`, refusing an axis whose padding depends on an unknown size (stride > 1)."""
+    if None in paddings:
+        raise ValueError(
+            f"export cannot choose the padding of layer {layer.name!r}: it has strides > 1 and "
+            "an input of unknown size, and its padding depends on the size. Export for the "
+            "size you deploy at, e.g. export(model, input_shape=(32, 32, 3))."
+        )
+    return paddings
 
 
 def to_channels_last(layer: Any, x: Any) -> Any:
@@ -196,9 +228,10 @@ def _reshape(layer: Any, x: Any, target: tuple, suffix: str) -> Any:
     target = tuple(-1 if n is None else int(n) for n in target)
     if target.count(-1) > 1:
         raise ValueError(
-            f"export needs known spatial sizes to reshape the output of layer {layer.name!r}. "
-            f"Received: a tensor of shape {tuple(x.shape)}. Give the model's Input a full "
-            "shape, e.g. keras.Input((32, 32, 3))."
+            f"export needs known spatial sizes to reshape the output of layer {layer.name!r}: "
+            "Keras's Reshape layer allows one unknown axis. Received: a tensor of shape "
+            f"{tuple(x.shape)}. Export for the size you deploy at, e.g. "
+            "export(model, input_shape=(32, 32, 3))."
         )
     return keras.layers.Reshape(target, name=f"{layer.name}_{suffix}")(x)
 
@@ -276,7 +309,8 @@ def export_group_conv(layer: Any, inputs: Any) -> Any:
     x = to_channels_last(layer, inputs)
     if not layer.lifting:
         x = merge_group_axis(layer, x)
-    x = pad_spatial(x, layer._paddings(tuple(x.shape[1 : 1 + layer.rank])), f"{layer.name}_pad")
+    paddings = known_paddings(layer, layer._paddings(tuple(x.shape[1 : 1 + layer.rank])))
+    x = pad_spatial(x, paddings, f"{layer.name}_pad")
     order = len(layer._output_elements)
     conv = getattr(keras.layers, f"Conv{layer.rank}D")(
         order * layer.filters,

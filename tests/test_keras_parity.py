@@ -276,3 +276,41 @@ def test_parity_messages_name_what_works_for_this_layer(make, size, message):
     shape = (1, size, size, 1) if isinstance(layer, GroupConv2D) else (1, size, size, 4, 1)
     with pytest.raises(ValueError, match=message):
         layer(np.zeros(shape, "float32"))
+
+
+# -- export of models built on unknown sizes ----------------------------------------------
+
+
+def test_export_keeps_an_unknown_size_where_reshape_allows(rng):
+    inputs = keras.Input((None, 3))
+    x = GroupConv1D(4, 3, group="LM", padding="same_equiv")(inputs)
+    x = GroupConv1D(2, 3, group="LM")(x)
+    model = _randomize(keras.Model(inputs, x), rng)
+    plain = export(model)
+    assert plain.input.shape == (None, None, 3)
+    for size in (7, 12):
+        x = rng.normal(size=(2, size, 3)).astype("float32")
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(plain(x)), ops.convert_to_numpy(model(x)), atol=1e-5
+        )
+
+
+def test_export_for_a_deployment_size(rng):
+    model = _randomize(_strided_network((None, None, 3)), rng)
+    with pytest.raises(ValueError, match=r"export\(model, input_shape=\(32, 32, 3\)\)"):
+        export(model)
+    plain = export(model, input_shape=(17, 17, 3))
+    assert plain.input.shape == (None, 17, 17, 3)
+    x = rng.normal(size=(2, 17, 17, 3)).astype("float32")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(plain(x)), ops.convert_to_numpy(model(x)), atol=1e-4
+    )
+    with pytest.raises(ValueError, match=r"Received: input_shape=\(17, 17\)"):
+        export(model, input_shape=(17, 17))
+
+
+def test_export_refuses_a_strided_layer_on_an_unknown_size():
+    inputs = keras.Input((None, 3))
+    model = keras.Model(inputs, GroupConv1D(2, 3, group="LM", strides=2)(inputs))
+    with pytest.raises(ValueError, match=r"padding depends on the size.*input_shape="):
+        export(model)

@@ -54,7 +54,7 @@ def export_depthwise_group_conv(layer: Any, inputs: Any) -> Any:
             x = exporting.fixed_dense(x, kernel, f"{layer.name}_select_subgroup")
             x = exporting.swap_last_axes(x, f"{layer.name}_channels_last_again")
         x = exporting.merge_group_axis(layer, x)
-    paddings = layer._paddings(tuple(x.shape[1 : 1 + rank]))
+    paddings = exporting.known_paddings(layer, layer._paddings(tuple(x.shape[1 : 1 + rank])))
     x = exporting.pad_spatial(x, paddings, f"{layer.name}_pad")
     kernel = ops.convert_to_numpy(layer.transformed_kernel())
     channels, multiplier = kernel.shape[-2:]
