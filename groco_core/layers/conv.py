@@ -370,7 +370,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         if not self.lifting:
             shape = ops.shape(x)
-            x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+            x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         conv_padding, explicit = self._conv_padding(tuple(x.shape[1 : 1 + self.rank]))
         if explicit is not None:
             if None in explicit:
@@ -385,7 +385,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
             dilation_rate=self.dilation_rate,
         )
         shape = ops.shape(y)
-        y = ops.reshape(y, (-1, *shape[1:-1], len(self._output_elements), self.filters))
+        y = ops.reshape(y, (shape[0], *shape[1:-1], len(self._output_elements), self.filters))
         if self.use_bias:
             y = ops.add(y, self.bias)
         if self.activation is not None:

@@ -242,7 +242,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         if not self.lifting:
             shape = ops.shape(x)
-            x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+            x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         input_padding, cropping = self.plain_window()
         if any(before or after for before, after in input_padding):
             x = ops.pad(x, [(0, 0), *input_padding, (0, 0)])
@@ -255,7 +255,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
         )
         y = y[(slice(None),) + tuple(slice(b, -a if a else None) for b, a in cropping)]
         shape = ops.shape(y)
-        y = ops.reshape(y, (-1, *shape[1:-1], self.group.order, self.filters))
+        y = ops.reshape(y, (shape[0], *shape[1:-1], self.group.order, self.filters))
         if self.use_bias:
             y = ops.add(y, self.bias)
         if self.activation is not None:

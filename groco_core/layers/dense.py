@@ -121,9 +121,9 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         shape = ops.shape(inputs)
-        x = ops.reshape(inputs, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+        x = ops.reshape(inputs, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         y = ops.matmul(x, self.transformed_kernel())
-        y = ops.reshape(y, (-1, *shape[1:-2], len(self._output_elements), self.units))
+        y = ops.reshape(y, (shape[0], *shape[1:-2], len(self._output_elements), self.units))
         if self.use_bias:
             y = ops.add(y, self.bias)
         if self.activation is not None:

@@ -202,7 +202,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         shape = ops.shape(x)
         order, channels = shape[-2], shape[-1]
-        x = ops.reshape(x, (-1, *shape[1:-2], order * channels))
+        x = ops.reshape(x, (shape[0], *shape[1:-2], order * channels))
         spatial = tuple(x.shape[1 : 1 + self.rank])
         explicit = self._explicit_padding(spatial)
         if explicit is not None:
@@ -222,10 +222,12 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             data_format="channels_last",
         )
         pooled = ops.shape(x)
-        x = ops.reshape(x, (-1, *pooled[1:-1], order, channels))
+        x = ops.reshape(x, (pooled[0], *pooled[1:-1], order, channels))
         if self.num_cosets > 1:
             x = ops.take(x, self._gather, axis=-2)
-            x = ops.reshape(x, (-1, *pooled[1:-1], self.subgroup.order, self.num_cosets, channels))
+            x = ops.reshape(
+                x, (pooled[0], *pooled[1:-1], self.subgroup.order, self.num_cosets, channels)
+            )
             reduce = ops.max if self.mode == "max" else ops.mean
             x = reduce(x, axis=-2)
         return ops.moveaxis(x, -1, 1) if channels_first else x

@@ -105,7 +105,9 @@ class GroupReduce(RegisteredGroupsMixin, keras.layers.Layer):
         # Index k·[G:H] + j on the group axis, so merging (j, c) puts the channel at j·C + c.
         x = ops.take(x, self._gather, axis=-2)
         shape = ops.shape(x)
-        y = ops.reshape(x, (-1, *shape[1:-2], self.subgroup.order, self.num_cosets * shape[-1]))
+        y = ops.reshape(
+            x, (shape[0], *shape[1:-2], self.subgroup.order, self.num_cosets * shape[-1])
+        )
         return ops.moveaxis(y, -1, 1) if channels_first else y
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

@@ -259,7 +259,7 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
             if self._input_elements is not None:
                 x = ops.take(x, self._input_elements, axis=-2)
             shape = ops.shape(x)
-            x = ops.reshape(x, (-1, *shape[1:-2], elements * self.in_channels))
+            x = ops.reshape(x, (shape[0], *shape[1:-2], elements * self.in_channels))
         paddings = self._paddings(tuple(x.shape[1 : 1 + self.rank]))
         if any(before or after for before, after in paddings):
             x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
@@ -269,9 +269,9 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
         shape = ops.shape(y)
         if self.lifting:
             # channel c·|H|·M + h·M + m → (h, c·M + m)
-            y = ops.reshape(y, (-1, *shape[1:-1], self.in_channels, elements, self.filters))
+            y = ops.reshape(y, (shape[0], *shape[1:-1], self.in_channels, elements, self.filters))
             y = ops.swapaxes(y, -3, -2)
-        y = ops.reshape(y, (-1, *shape[1:-1], elements, self.output_channels))
+        y = ops.reshape(y, (shape[0], *shape[1:-1], elements, self.output_channels))
         if self.use_bias:
             y = ops.add(y, self.bias)
         if self.activation is not None:

@@ -37,7 +37,7 @@ class PointwiseGroupConv(BaseGroupConv):
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         shape = ops.shape(x)
         if not self.lifting:
-            x = ops.reshape(x, (-1, *shape[1:-2], shape[-2] * shape[-1]))
+            x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         kernel = self.transformed_kernel()  # (1, ..., 1, [|G|·]C, |H|·F)
         y = ops.matmul(x, ops.reshape(kernel, kernel.shape[-2:]))
         elements = len(self._output_elements)
