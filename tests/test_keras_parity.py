@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from groco_separable import SeparableGroupConv2D
 from keras import ops
-from transforms import max_equivariance_error
+from transforms import act, max_equivariance_error
 
 from groco_core import (
     GroupAveragePooling2D,
@@ -91,6 +91,7 @@ def test_export_under_global_channels_first_1d_and_3d(rng, channels_first):
         (GroupConv3D, keras.layers.Conv3D),
         (GroupConv2DTranspose, keras.layers.Conv2DTranspose),
         (GroupConv3DTranspose, keras.layers.Conv3DTranspose),
+        (GroupDense, keras.layers.Dense),
     ],
 )
 def test_constructors_list_the_keras_arguments_in_keras_order(layer_class, keras_class):
@@ -100,13 +101,13 @@ def test_constructors_list_the_keras_arguments_in_keras_order(layer_class, keras
     positional = [n for n, p in ours.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"]
     # Every Keras argument we support sits at Keras's position, before the group arguments.
     assert positional[: len(keras_names)] == keras_names
-    missing = set(theirs) - set(ours) - {"self", "kwargs", "groups", "lora_rank", "lora_alpha"}
-    assert not missing
+    assert not set(theirs) - set(ours) - {"self", "kwargs", "quantization_config"}
     for name in keras_names:
         if name != "padding":
             assert ours[name].default == theirs[name].default or ours[name].default in (1,)
     for name in ("group", "subgroup", "allow_non_equivariance"):
-        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert name not in ours or ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+    assert ours["group"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_missing_group_names_the_argument():
@@ -314,3 +315,132 @@ def test_export_refuses_a_strided_layer_on_an_unknown_size():
     model = keras.Model(inputs, GroupConv1D(2, 3, group="LM", strides=2)(inputs))
     with pytest.raises(ValueError, match=r"padding depends on the size.*input_shape="):
         export(model)
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+
+def _numpy_lifting_conv(x, kernel, matrices):
+    """Valid cross-correlation of `x` (B, N, N, C) with the kernel turned by every element:
+    out[b, p, h, f] = Σ_q Σ_c x[b, q, c] ψ_c,f(M_h⁻¹(q − p)) (transforms from the test's own
+    numpy helpers)."""
+    size, k = x.shape[1], kernel.shape[0]
+    out = np.zeros((x.shape[0], size - k + 1, size - k + 1, len(matrices), kernel.shape[-1]))
+    for h, matrix in enumerate(matrices):
+        turned = act(kernel, matrix, (0, 1))  # ψ(M_h⁻¹ r)
+        for i in range(out.shape[1]):
+            for j in range(out.shape[2]):
+                window = x[:, i : i + k, j : j + k, :]
+                out[:, i, j, h] = np.einsum("bxyc,xycf->bf", window, turned)
+    return out
+
+
+def test_grouped_lifting_conv_matches_numpy(rng):
+    layer = GroupConv2D(4, 3, groups=2, use_bias=False, group="P4")
+    x = rng.normal(size=(2, 6, 6, 6)).astype("float32")
+    y = ops.convert_to_numpy(layer(x))
+    kernel = ops.convert_to_numpy(layer.kernel)
+    assert kernel.shape == (3, 3, 3, 4)  # (k, k, in_channels / groups, filters)
+    # Output fields 0, 1 see input channels 0-2; fields 2, 3 see channels 3-5.
+    dense = np.zeros((3, 3, 6, 4))
+    dense[:, :, :3, :2], dense[:, :, 3:, 2:] = kernel[..., :2], kernel[..., 2:]
+    expected = _numpy_lifting_conv(x.astype("float64"), dense, P4)
+    np.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+def test_grouped_group_conv_is_equivariant_and_exports(rng):
+    inputs = keras.Input((7, 7, 8, 6))
+    layer = GroupConv2D(4, 3, groups=2, group="P4M", padding="same_equiv")
+    model = _randomize(keras.Model(inputs, layer(inputs)), rng)
+    assert layer.count_params() == 3 * 3 * 8 * 3 * 4 + 4  # Keras's grouped count × |G|
+    x = rng.normal(size=(2, 7, 7, 8, 6)).astype("float32")
+    p4m = get_group("P4M").matrices
+    assert max_equivariance_error(layer, x, p4m, p4m, p4m) < 1e-4
+    _assert_export_equal(model, rng)
+    config = layer.get_config()
+    assert config["groups"] == 2 and GroupConv2D.from_config(config).groups == 2
+
+
+def test_bad_groups_are_refused():
+    with pytest.raises(ValueError, match=r"filters must be divisible by groups.*filters=5"):
+        GroupConv2D(5, 3, groups=2, group="P4")
+    with pytest.raises(ValueError, match=r"groups must be a positive int. Received: groups=0"):
+        GroupConv2D(4, 3, groups=0, group="P4")
+    with pytest.raises(ValueError, match=r"divisible by groups. Received: 3 input fields"):
+        GroupConv2D(4, 3, groups=2, group="P4")(np.zeros((1, 5, 5, 3), "float32"))
+
+
+# -- LoRA -----------------------------------------------------------------------------------
+
+
+def _lora_model(rank_on_constructor):
+    inputs = keras.Input((7, 7, 2))
+    options = {"lora_rank": 2} if rank_on_constructor else {}
+    x = GroupConv2D(4, 3, group="P4M", **options)(inputs)
+    x = GroupDense(3, group="P4M", **options)(x)
+    return keras.Model(inputs, x)
+
+
+def test_lora_training_changes_only_the_lora_weights_and_stays_equivariant(rng):
+    model = _lora_model(rank_on_constructor=False)
+    before = {w.path: ops.convert_to_numpy(w).copy() for w in model.weights}
+    conv, dense = model.layers[1], model.layers[2]
+    for layer in (conv, dense):
+        layer.enable_lora(2, b_initializer="random_normal")
+        assert layer.lora_enabled and not layer._kernel.trainable
+    assert tuple(conv.lora_kernel_a.shape) == (3, 3, 2, 2)
+    assert tuple(dense.lora_kernel_b.shape) == (2, 3)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    x = rng.normal(size=(4, 7, 7, 2)).astype("float32")
+    model.fit(x, np.ones((4, 5, 5, 8, 3), "float32"), epochs=2, verbose=0)
+    for w in model.weights:
+        if "lora" in w.path or "bias" in w.path:
+            continue
+        np.testing.assert_array_equal(ops.convert_to_numpy(w), before[w.path])  # frozen
+    lora = [w for w in model.trainable_weights if "lora_kernel_a" in w.path]
+    assert len(lora) == 2 and all(
+        not np.allclose(ops.convert_to_numpy(w), 0) for w in model.trainable_weights
+    )
+    p4m = get_group("P4M").matrices
+    assert max_equivariance_error(model, x, p4m, None, p4m) < 1e-4
+
+
+def test_lora_saving_loading_and_export(rng, tmp_path):
+    model = _lora_model(rank_on_constructor=True)
+    conv = model.layers[1]
+    assert conv.lora_enabled and conv.get_config()["lora_rank"] == 2
+    for layer in model.layers[1:]:
+        layer.lora_kernel_b.assign(rng.normal(size=layer.lora_kernel_b.shape) * 0.1)
+    x = rng.normal(size=(2, 7, 7, 2)).astype("float32")
+    expected = ops.convert_to_numpy(model(x))
+    model.save(tmp_path / "lora.keras")
+    loaded = keras.models.load_model(tmp_path / "lora.keras")
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(x)), expected, atol=1e-5)
+    # As in Keras: the merged kernel is stored, the factors restart from zero.
+    assert np.allclose(ops.convert_to_numpy(loaded.layers[1].lora_kernel_b), 0)
+    model.save_weights(tmp_path / "lora.weights.h5")
+    other = _lora_model(rank_on_constructor=True)
+    other.load_weights(tmp_path / "lora.weights.h5")
+    np.testing.assert_allclose(ops.convert_to_numpy(other(x)), expected, atol=1e-5)
+    plain = export(model)
+    np.testing.assert_allclose(ops.convert_to_numpy(plain(x)), expected, atol=1e-5)
+
+
+def test_lora_misuse_is_refused():
+    layer = GroupConv2D(4, 3, group="P4")
+    with pytest.raises(ValueError, match=r"enable_lora needs a built layer"):
+        layer.enable_lora(2)
+    layer.build((None, 5, 5, 2))
+    with pytest.raises(ValueError, match=r"rank must be a positive int.*Received: rank=0"):
+        layer.enable_lora(0)
+    layer.enable_lora(2)
+    with pytest.raises(ValueError, match=r"already enabled"):
+        layer.enable_lora(2)
+    constrained = GroupDense(3, group="P4", kernel_constraint="non_neg")
+    constrained.build((None, 4, 2))
+    with pytest.raises(ValueError, match=r"incompatible with a kernel constraint"):
+        constrained.enable_lora(2)
+    with pytest.raises(ValueError, match=r"lora_rank must be a positive int.*lora_rank=-1"):
+        GroupDense(3, group="P4", lora_rank=-1)
+    with pytest.raises(ValueError, match=r"GroupDense needs a `group`"):
+        GroupDense(3)

@@ -16,6 +16,7 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
+from groco_core.layers.lora import LoRAKernelMixin
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
@@ -79,7 +80,7 @@ def add_kernel_and_bias(
         )
 
 
-class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
+class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
     """Rank-generic group convolution; `GroupConv1D/2D/3D` only fix `rank`.
 
     Args:
@@ -94,6 +95,13 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         padding: `"valid_equiv"` (default) or `"same_equiv"`: Keras's `valid` / `same` plus
             the minimum symmetric padding that keeps the output grid centred on the input
             grid; `"valid"` / `"same"`: Keras's own, accepted only where equivariant.
+        groups: split the input and output fields into this many groups, as
+            `keras.layers.Conv2D(groups=...)` does with channels: output group `j` sees only
+            input group `j` (over every element of the group axis). The kernel is
+            `(*kernel_size, [|G|,] in_channels / groups, filters)`; the convolution runs with
+            the block-diagonal kernel, so it costs what the ungrouped one costs.
+        lora_rank, lora_alpha: LoRA as in `keras.layers.Conv2D`: the low-rank update is added
+            to the untransformed kernel, so the layer stays equivariant (see `enable_lora`).
         allow_non_equivariance: accept configurations that break equivariance.
 
     Input shape:
@@ -121,6 +129,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         padding: str = "valid_equiv",
         data_format: str | None = None,
         dilation_rate: int | tuple[int, ...] = 1,
+        groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -130,6 +139,8 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
         allow_non_equivariance: bool = False,
         **kwargs: Any,
     ):
@@ -150,6 +161,16 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         if filters <= 0:
             raise ValueError(f"filters must be a positive int. Received: filters={filters}")
         self.filters = int(filters)
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be a positive int. Received: groups={groups!r}")
+        if self.filters % groups:
+            raise ValueError(
+                f"{layer_name}: filters must be divisible by groups (each group of input "
+                f"fields feeds filters / groups output fields). Received: filters={filters}, "
+                f"groups={groups}"
+            )
+        self.groups = int(groups)
+        self._init_lora(lora_rank, lora_alpha)
         self.kernel_size = arguments.normalize_tuple(kernel_size, rank, "kernel_size")
         self.strides = arguments.normalize_tuple(strides, rank, "strides")
         self.dilation_rate = arguments.normalize_tuple(dilation_rate, rank, "dilation_rate")
@@ -280,6 +301,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         self._check_input_shape(input_shape, self.group, "group")
         self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
         self._add_kernel_and_bias()
+        self._build_lora()
 
     def _check_input_shape(self, input_shape: tuple, input_group: PointGroup, argument: str):
         """Sets `lifting` and `in_channels` from the input shape, or says what is wrong."""
@@ -315,9 +337,20 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
 
     def _add_kernel_and_bias(self) -> None:
         group_axis_size = () if self.lifting else (self.group.order,)
+        if self.in_channels % self.groups:
+            raise ValueError(
+                f"{type(self).__name__}: the input's fields must be divisible by groups. "
+                f"Received: {self.in_channels} input fields, groups={self.groups}"
+            )
+        fields_per_group = self.in_channels // self.groups
         add_kernel_and_bias(
-            self, self.kernel_size + group_axis_size + (self.in_channels, self.filters)
+            self, self.kernel_size + group_axis_size + (fields_per_group, self.filters)
         )
+        if self.groups > 1:
+            # Block j·(C/groups)… × j·(F/groups)… of the dense kernel holds group j's kernel.
+            rows = np.arange(self.in_channels) // fields_per_group
+            columns = np.arange(self.filters) // (self.filters // self.groups)
+            self._group_blocks = (rows[:, None] == columns[None, :]).astype("float32")
         # Kept in numpy: a backend tensor made here could belong to a graph being traced.
         self._kernel_gather = self.transformed_kernel_indices().astype("int32")
         self.built = True
@@ -338,13 +371,20 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         return spatial[:, :, None] * order + group_part[:, None, :]
 
     def masked_kernel(self) -> Any:
-        """`self.kernel`, zero outside the group's `kernel_support_mask` (a hexagonal
-        lattice's corners); the kernel itself on square and cubic lattices."""
-        if self._kernel_mask is None:
-            return self.kernel
-        extra = (1,) * (len(self.kernel.shape) - self.rank)
-        mask = self._kernel_mask.reshape(self.kernel_size + extra)
-        return ops.multiply(self.kernel, ops.cast(mask, self.kernel.dtype))
+        """The untransformed kernel the layer uses, `(*kernel_size, [|G|,] in_channels,
+        filters)`: `self.kernel` (with its LoRA update), zero outside the group's
+        `kernel_support_mask` (a hexagonal lattice's corners), and with `groups > 1` spread
+        into the block-diagonal kernel of all input fields."""
+        kernel = self.kernel
+        if self._kernel_mask is not None:
+            extra = (1,) * (len(kernel.shape) - self.rank)
+            mask = self._kernel_mask.reshape(self.kernel_size + extra)
+            kernel = ops.multiply(kernel, ops.cast(mask, kernel.dtype))
+        if self.groups > 1:
+            tiles = (1,) * (len(kernel.shape) - 2) + (self.groups, 1)
+            blocks = ops.cast(self._group_blocks, kernel.dtype)
+            kernel = ops.multiply(ops.tile(kernel, tiles), blocks)
+        return kernel
 
     def transformed_kernel(self) -> Any:
         """The kernel of the equivalent plain convolution,
@@ -417,6 +457,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
                 "padding": self.padding,
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
+                "groups": self.groups,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
@@ -427,6 +468,7 @@ class BaseGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
                 "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
                 "allow_non_equivariance": self.allow_non_equivariance,
+                **self.lora_config(),
             }
         )
         return config
@@ -438,11 +480,12 @@ class GroupConv1D(BaseGroupConv):
 
     Args:
         filters: output fields (channels per element of the output group).
-        kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            activity_regularizer, kernel_constraint, bias_constraint: as in
-            `keras.layers.Conv1D`, in the same order; `padding` also takes
-            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConv`).
+        kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
+            use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint,
+            lora_rank, lora_alpha: as in `keras.layers.Conv1D`, in the same order;
+            `padding` also takes `"valid_equiv"` (the default) and `"same_equiv"`, and
+            `groups` splits fields (see `BaseGroupConv`).
         group: the point group, by name or object; keyword only, required.
         subgroup: the subgroup the output lives on; default `group`.
         allow_non_equivariance: accept configurations that break equivariance.
@@ -462,6 +505,7 @@ class GroupConv1D(BaseGroupConv):
         padding: str = "valid_equiv",
         data_format: str | None = None,
         dilation_rate: int | tuple[int] = 1,
+        groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -471,6 +515,8 @@ class GroupConv1D(BaseGroupConv):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
         *,
         group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
@@ -486,11 +532,12 @@ class GroupConv2D(BaseGroupConv):
 
     Args:
         filters: output fields (channels per element of the output group).
-        kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            activity_regularizer, kernel_constraint, bias_constraint: as in
-            `keras.layers.Conv2D`, in the same order; `padding` also takes
-            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConv`).
+        kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
+            use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint,
+            lora_rank, lora_alpha: as in `keras.layers.Conv2D`, in the same order;
+            `padding` also takes `"valid_equiv"` (the default) and `"same_equiv"`, and
+            `groups` splits fields (see `BaseGroupConv`).
         group: the point group, by name or object; keyword only, required.
         subgroup: the subgroup the output lives on; default `group`.
         allow_non_equivariance: accept configurations that break equivariance.
@@ -513,6 +560,7 @@ class GroupConv2D(BaseGroupConv):
         padding: str = "valid_equiv",
         data_format: str | None = None,
         dilation_rate: int | tuple[int, int] = 1,
+        groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -522,6 +570,8 @@ class GroupConv2D(BaseGroupConv):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
         *,
         group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
@@ -537,11 +587,12 @@ class GroupConv3D(BaseGroupConv):
 
     Args:
         filters: output fields (channels per element of the output group).
-        kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-            kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-            activity_regularizer, kernel_constraint, bias_constraint: as in
-            `keras.layers.Conv3D`, in the same order; `padding` also takes
-            `"valid_equiv"` (the default) and `"same_equiv"` (see `BaseGroupConv`).
+        kernel_size, strides, padding, data_format, dilation_rate, groups, activation,
+            use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint,
+            lora_rank, lora_alpha: as in `keras.layers.Conv3D`, in the same order;
+            `padding` also takes `"valid_equiv"` (the default) and `"same_equiv"`, and
+            `groups` splits fields (see `BaseGroupConv`).
         group: the point group, by name or object; keyword only, required.
         subgroup: the subgroup the output lives on; default `group`.
         allow_non_equivariance: accept configurations that break equivariance.
@@ -555,6 +606,7 @@ class GroupConv3D(BaseGroupConv):
         padding: str = "valid_equiv",
         data_format: str | None = None,
         dilation_rate: int | tuple[int, int, int] = 1,
+        groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -564,6 +616,8 @@ class GroupConv3D(BaseGroupConv):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
         *,
         group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,

@@ -17,11 +17,12 @@ from groco_core.exporting import fixed_dense, static_shape
 from groco_core.groups import PointGroup
 from groco_core.layers.arguments import check_group_axis, resolve_subgroup
 from groco_core.layers.conv import add_kernel_and_bias
+from groco_core.layers.lora import LoRAKernelMixin
 from groco_core.layers.serialization import RegisteredGroupsMixin
 
 
 @keras.saving.register_keras_serializable(package="groco")
-class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
+class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
     """Fully connected layer between signals on groups: `(…, |G|, C)` → `(…, |H|, units)`.
 
     The group analogue of `keras.layers.Dense`: equivariant under H, with the bias shared
@@ -30,11 +31,14 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
 
     Args:
         units: output channels per element of H.
-        group: the group the input lives on (name or object); any dimension.
+        group: the group the input lives on (name or object), any dimension; keyword only,
+            required.
         subgroup: the subgroup H the output lives on; default `group`.
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint:
-            as in `keras.layers.Dense`.
+            bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint,
+            lora_rank, lora_alpha: as in `keras.layers.Dense`. The LoRA update
+            (`enable_lora`) is added to the untransformed kernel, so the layer stays
+            equivariant.
 
     Input shape:
         `(batch, …, |G|, channels)`, rank ≥ 3.
@@ -55,8 +59,6 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
     def __init__(
         self,
         units: int,
-        group: str | PointGroup,
-        subgroup: str | PointGroup | None = None,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
@@ -66,6 +68,11 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
         activity_regularizer: Any = None,
         kernel_constraint: Any = None,
         bias_constraint: Any = None,
+        lora_rank: int | None = None,
+        lora_alpha: float | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
         **kwargs: Any,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
@@ -74,6 +81,12 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
         if units <= 0:
             raise ValueError(f"units must be a positive int. Received: units={units}")
         self.units = int(units)
+        if group is None:
+            raise ValueError(
+                "GroupDense needs a `group`: the name of the registered point group its input "
+                "lives on, e.g. GroupDense(units, group='P4M'). Received: group=None. See "
+                "`groco list-groups`."
+            )
         self.group, self.subgroup, _ = resolve_subgroup(group, subgroup)
         self._output_elements = np.asarray(self.group.subgroup_indices(self.subgroup))
         self.activation = keras.activations.get(activation)
@@ -84,6 +97,7 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._init_lora(lora_rank, lora_alpha)
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) < 3:
@@ -104,6 +118,7 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
         # Kept in numpy: a backend tensor made here could belong to a graph being traced.
         self._kernel_gather = self.transformed_kernel_indices().astype("int32")
         self.built = True
+        self._build_lora()
 
     def transformed_kernel_indices(self) -> np.ndarray:
         """Table `(|H|, |G|)`: row `h` lists the index of `h⁻¹k` for every `k` in G."""
@@ -170,6 +185,7 @@ class GroupDense(RegisteredGroupsMixin, keras.layers.Layer):
                 "activity_regularizer": keras.regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self.lora_config(),
             }
         )
         return config
