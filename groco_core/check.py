@@ -261,7 +261,7 @@ def core_cases(group: str | PointGroup) -> list[Any]:
         ),
         EquivarianceCase(
             f"GroupAveragePooling{d}D",
-            getattr(layers, f"GroupAveragePooling{d}D")(group, pool_size=pool_size),
+            getattr(layers, f"GroupAveragePooling{d}D")(group=group, pool_size=pool_size),
             pooled,
         ),
         EquivarianceCase(
@@ -288,7 +288,7 @@ def core_cases(group: str | PointGroup) -> list[Any]:
             EquivarianceCase(
                 f"GroupMaxPooling{d}D onto {subgroup}",
                 getattr(layers, f"GroupMaxPooling{d}D")(
-                    group, subgroup=subgroup, pool_size=pool_size
+                    group=group, subgroup=subgroup, pool_size=pool_size
                 ),
                 pooled,
             ),

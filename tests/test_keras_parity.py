@@ -13,7 +13,10 @@ from keras import ops
 from transforms import act, max_equivariance_error
 
 from groco_core import (
+    GlobalGroupAveragePooling1D,
+    GlobalGroupMaxPooling2D,
     GroupAveragePooling2D,
+    GroupAveragePooling3D,
     GroupBatchNormalization,
     GroupConv1D,
     GroupConv2D,
@@ -92,6 +95,10 @@ def test_export_under_global_channels_first_1d_and_3d(rng, channels_first):
         (GroupConv2DTranspose, keras.layers.Conv2DTranspose),
         (GroupConv3DTranspose, keras.layers.Conv3DTranspose),
         (GroupDense, keras.layers.Dense),
+        (GroupMaxPooling2D, keras.layers.MaxPooling2D),
+        (GroupAveragePooling3D, keras.layers.AveragePooling3D),
+        (GlobalGroupMaxPooling2D, keras.layers.GlobalMaxPooling2D),
+        (GlobalGroupAveragePooling1D, keras.layers.GlobalAveragePooling1D),
     ],
 )
 def test_constructors_list_the_keras_arguments_in_keras_order(layer_class, keras_class):
@@ -101,10 +108,10 @@ def test_constructors_list_the_keras_arguments_in_keras_order(layer_class, keras
     positional = [n for n, p in ours.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"]
     # Every Keras argument we support sits at Keras's position, before the group arguments.
     assert positional[: len(keras_names)] == keras_names
-    assert not set(theirs) - set(ours) - {"self", "kwargs", "quantization_config"}
+    assert not set(theirs) - set(ours) - {"self", "kwargs", "quantization_config", "name"}
     for name in keras_names:
         if name != "padding":
-            assert ours[name].default == theirs[name].default or ours[name].default in (1,)
+            assert ours[name].default == theirs[name].default or ours[name].default in (1, 2)
     for name in ("group", "subgroup", "allow_non_equivariance"):
         assert name not in ours or ours[name].kind is inspect.Parameter.KEYWORD_ONLY
     assert ours["group"].kind is inspect.Parameter.KEYWORD_ONLY
@@ -120,6 +127,10 @@ def test_missing_group_names_the_argument():
 def test_group_passed_where_keras_has_strides_is_explained():
     with pytest.raises(TypeError, match=r"Received: strides='P4M'.*group='P4M'"):
         GroupConv2D(4, 3, "P4M")
+    with pytest.raises(TypeError, match=r"Received: pool_size='P4M'.*group='P4M'"):
+        GroupMaxPooling2D("P4M")
+    with pytest.raises(ValueError, match=r"GroupAveragePooling3D needs a `group`"):
+        GroupAveragePooling3D()
 
 
 @pytest.mark.parametrize("spelling", ["CHANNELS_FIRST", "Channels_First", "channels_first"])

@@ -63,7 +63,7 @@ def assert_export_matches(layer, x):
 )
 @pytest.mark.parametrize("pooling", POOLINGS_2D)
 def test_pooling_shapes_and_no_weights(pooling, kwargs, spatial, order, rng):
-    layer = pooling("P4M", **kwargs)
+    layer = pooling(group="P4M", **kwargs)
     x = signal(rng, (2, 7, 7, 8, 3)) if "pool_size" in kwargs else signal(rng, (2, 6, 6, 8, 3))
     y = layer(x)
     assert y.shape == (2, spatial, spatial, order, 3)
@@ -72,7 +72,7 @@ def test_pooling_shapes_and_no_weights(pooling, kwargs, spatial, order, rng):
 
 
 def test_pooling_channels_first_shape(rng):
-    layer = GroupAveragePooling2D("P4M", subgroup="CMM", data_format="channels_first")
+    layer = GroupAveragePooling2D(group="P4M", subgroup="CMM", data_format="channels_first")
     x = signal(rng, (2, 3, 6, 6, 8))
     assert layer(x).shape == (2, 3, 3, 3, 4)
     assert layer.compute_output_shape(x.shape) == (2, 3, 3, 3, 4)
@@ -80,7 +80,7 @@ def test_pooling_channels_first_shape(rng):
 
 def test_pooling_unknown_batch_in_functional_model():
     inputs = keras.Input((6, 6, 8, 3))
-    outputs = GroupMaxPooling2D("P4M", subgroup="P2MM")(inputs)
+    outputs = GroupMaxPooling2D(group="P4M", subgroup="P2MM")(inputs)
     assert tuple(outputs.shape) == (None, 3, 3, 4, 3)
 
 
@@ -90,13 +90,13 @@ def test_pooling_unknown_batch_in_functional_model():
 def test_spatial_max_pooling_pools_every_element_separately(rng):
     x = signal(rng, (2, 6, 6, 8, 3))
     expected = x.reshape(2, 3, 2, 3, 2, 8, 3).max(axis=(2, 4))
-    np.testing.assert_allclose(as_numpy(GroupMaxPooling2D("P4M")(x)), expected, atol=1e-6)
+    np.testing.assert_allclose(as_numpy(GroupMaxPooling2D(group="P4M")(x)), expected, atol=1e-6)
 
 
 def test_average_pooling_onto_trivial_subgroup_averages_the_whole_group(rng):
     x = signal(rng, (2, 4, 4, 8, 3))
     expected = x.reshape(2, 2, 2, 2, 2, 8, 3).mean(axis=(2, 4, 5))[:, :, :, None, :]
-    y = GroupAveragePooling2D("P4M", subgroup="P1")(x)
+    y = GroupAveragePooling2D(group="P4M", subgroup="P1")(x)
     np.testing.assert_allclose(as_numpy(y), expected, atol=1e-6)
 
 
@@ -105,7 +105,7 @@ def test_max_pooling_onto_subgroup_takes_max_over_right_coset_rows(rng):
     group, sub = matrices("P4M"), matrices("P4")
     x = signal(rng, (2, 2, 2, 8, 3))
     keys = [m.tobytes() for m in group]
-    y = as_numpy(GroupMaxPooling2D("P4M", subgroup="P4", pool_size=1)(x))
+    y = as_numpy(GroupMaxPooling2D(group="P4M", subgroup="P4", pool_size=1)(x))
     reflections = [g for g in range(8) if round(np.linalg.det(group[g])) == -1]
     for k, m_k in enumerate(sub):
         # H·r with H = P4: the representatives are the identity and the first reflection.
@@ -123,7 +123,7 @@ def test_max_pooling_onto_subgroup_takes_max_over_right_coset_rows(rng):
 )
 def test_pooling_is_equivariant(pooling, group, rng):
     order = len(matrices(group))
-    layer = pooling(group, pool_size=3, strides=2, padding="same_equiv")
+    layer = pooling(group=group, pool_size=3, strides=2, padding="same_equiv")
     x = signal(rng, (1, 7, 7, order, 2))
     error = max_equivariance_error(layer, x, matrices(group), matrices(group), matrices(group))
     assert error < 1e-5
@@ -142,7 +142,7 @@ def test_pooling_is_equivariant(pooling, group, rng):
     ],
 )
 def test_pooling_onto_subgroup_is_equivariant_under_subgroup(pooling, group, subgroup, rng):
-    layer = pooling(group, subgroup=subgroup)
+    layer = pooling(group=group, subgroup=subgroup)
     x = signal(rng, (1, 6, 6, len(matrices(group)), 2))
     error = max_equivariance_error(
         layer, x, matrices(subgroup), matrices(group), matrices(subgroup)
@@ -152,7 +152,11 @@ def test_pooling_onto_subgroup_is_equivariant_under_subgroup(pooling, group, sub
 
 def test_pooling_channels_first_is_equivariant(rng):
     layer = GroupMaxPooling2D(
-        "P4M", subgroup="P4", pool_size=3, padding="valid_equiv", data_format="channels_first"
+        group="P4M",
+        subgroup="P4",
+        pool_size=3,
+        padding="valid_equiv",
+        data_format="channels_first",
     )
     x = signal(rng, (1, 2, 7, 7, 8))
     error = max_equivariance_error(
@@ -162,7 +166,7 @@ def test_pooling_channels_first_is_equivariant(rng):
 
 
 def test_unequal_pool_sizes_are_fine_for_a_group_without_rotations(rng):
-    layer = GroupMaxPooling2D("P4M", subgroup="P2MM", pool_size=(2, 3), strides=(2, 1))
+    layer = GroupMaxPooling2D(group="P4M", subgroup="P2MM", pool_size=(2, 3), strides=(2, 1))
     x = signal(rng, (1, 6, 7, 8, 2))
     error = max_equivariance_error(layer, x, matrices("P2MM"), matrices("P4M"), matrices("P2MM"))
     assert error < 1e-5
@@ -177,7 +181,7 @@ def test_unequal_pool_sizes_are_fine_for_a_group_without_rotations(rng):
     ],
 )
 def test_pooling_1d_on_lm(pooling, kwargs, rng):
-    layer = pooling("LM", **kwargs)
+    layer = pooling(group="LM", **kwargs)
     x = signal(rng, (2, 8, 2, 3)) if "padding" not in kwargs else signal(rng, (2, 9, 2, 3))
     y = layer(x)
     assert y.shape == layer.compute_output_shape(x.shape)
@@ -200,15 +204,15 @@ class CubeTurns:
 
 def test_pooling_3d_with_a_registered_3d_group(register_plugin, rng):
     register_plugin(CubeTurns(), name="test_cube_turns")
-    layer = GroupMaxPooling3D("TestTurnsZ", pool_size=(1, 2, 2))
+    layer = GroupMaxPooling3D(group="TestTurnsZ", pool_size=(1, 2, 2))
     x = signal(rng, (1, 3, 4, 4, 4, 2))
     assert layer(x).shape == (1, 3, 2, 2, 4, 2)
     group = matrices("TestTurnsZ")
     assert max_equivariance_error(layer, x, group, group, group, spatial_dims=3) < 1e-5
     assert_export_matches(layer, x)
     with pytest.raises(ValueError, match="pool_size must be equal"):
-        GroupMaxPooling3D("TestTurnsZ", pool_size=(2, 1, 2))
-    invariant = GlobalGroupMaxPooling3D("TestTurnsZ")
+        GroupMaxPooling3D(group="TestTurnsZ", pool_size=(2, 1, 2))
+    invariant = GlobalGroupMaxPooling3D(group="TestTurnsZ")
     assert max_equivariance_error(invariant, x, group, group, spatial_dims=3) < 1e-6
 
 
@@ -219,7 +223,7 @@ def test_pooling_3d_with_a_registered_3d_group(register_plugin, rng):
 @pytest.mark.parametrize("pooling", [GlobalGroupMaxPooling2D, GlobalGroupAveragePooling2D])
 def test_global_pooling_is_invariant(pooling, group, rng):
     order = len(matrices(group))
-    layer = pooling(group)
+    layer = pooling(group=group)
     x = signal(rng, (2, 5, 5, order, 3))
     assert layer(x).shape == (2, 3)
     assert max_equivariance_error(layer, x, matrices(group), matrices(group)) < 1e-5
@@ -238,7 +242,7 @@ def test_global_pooling_values_and_keepdims(rng):
 
 
 def test_global_pooling_1d(rng):
-    layer = GlobalGroupAveragePooling1D("LM")
+    layer = GlobalGroupAveragePooling1D(group="LM")
     x = signal(rng, (2, 6, 2, 3))
     assert layer.compute_output_shape(x.shape) == (2, 3)
     assert max_equivariance_error(layer, x, matrices("LM"), matrices("LM"), spatial_dims=1) < 1e-6
@@ -250,9 +254,11 @@ def test_global_pooling_1d(rng):
 @pytest.mark.parametrize(
     "layer",
     [
-        GroupMaxPooling2D("P4M", subgroup="P4", pool_size=3, strides=2, padding="same_equiv"),
-        GroupAveragePooling2D("P4M", subgroup="CMM", pool_size=3, strides=2, padding="same_equiv"),
-        GlobalGroupMaxPooling2D("P4M", keepdims=True),
+        GroupMaxPooling2D(group="P4M", subgroup="P4", pool_size=3, strides=2, padding="same_equiv"),
+        GroupAveragePooling2D(
+            group="P4M", subgroup="CMM", pool_size=3, strides=2, padding="same_equiv"
+        ),
+        GlobalGroupMaxPooling2D(group="P4M", keepdims=True),
     ],
 )
 def test_get_config_round_trip(layer, rng):
@@ -266,14 +272,20 @@ def test_get_config_round_trip(layer, rng):
 @pytest.mark.parametrize(
     "layer, shape",
     [
-        (GroupMaxPooling2D("P4M", pool_size=3, strides=2, padding="same_equiv"), (7, 7, 8, 3)),
         (
-            GroupMaxPooling2D("P4M", subgroup="CMM", pool_size=3, strides=2, padding="same"),
+            GroupMaxPooling2D(group="P4M", pool_size=3, strides=2, padding="same_equiv"),
             (7, 7, 8, 3),
         ),
-        (GroupAveragePooling2D("P4M", subgroup="P4", data_format="channels_first"), (3, 6, 6, 8)),
-        (GroupMaxPooling1D("LM", subgroup="L1"), (6, 2, 3)),
-        (GlobalGroupMaxPooling2D("P4M"), (5, 5, 8, 3)),
+        (
+            GroupMaxPooling2D(group="P4M", subgroup="CMM", pool_size=3, strides=2, padding="same"),
+            (7, 7, 8, 3),
+        ),
+        (
+            GroupAveragePooling2D(group="P4M", subgroup="P4", data_format="channels_first"),
+            (3, 6, 6, 8),
+        ),
+        (GroupMaxPooling1D(group="LM", subgroup="L1"), (6, 2, 3)),
+        (GlobalGroupMaxPooling2D(group="P4M"), (5, 5, 8, 3)),
         (GlobalGroupAveragePooling2D(data_format="channels_first", keepdims=True), (3, 5, 5, 8)),
     ],
 )
@@ -286,33 +298,33 @@ def test_export_plain_matches(layer, shape, rng):
 
 def test_wrong_group_axis_length(rng):
     with pytest.raises(ValueError, match="group axis .* of length 8"):
-        GroupMaxPooling2D("P4M")(signal(rng, (1, 4, 4, 4, 2)))
+        GroupMaxPooling2D(group="P4M")(signal(rng, (1, 4, 4, 4, 2)))
     with pytest.raises(ValueError, match="group axis .* of length 4"):
-        GlobalGroupMaxPooling2D("P4")(signal(rng, (1, 4, 4, 8, 2)))
+        GlobalGroupMaxPooling2D(group="P4")(signal(rng, (1, 4, 4, 8, 2)))
 
 
 def test_bad_pooling_arguments():
     with pytest.raises(ValueError, match="not a subgroup of P4"):
-        GroupMaxPooling2D("P4", subgroup="PMd")
+        GroupMaxPooling2D(group="P4", subgroup="PMd")
     with pytest.raises(ValueError, match="pool_size must be equal"):
-        GroupMaxPooling2D("P4", pool_size=(2, 3))
+        GroupMaxPooling2D(group="P4", pool_size=(2, 3))
     with pytest.raises(ValueError, match="strides must be equal"):
-        GroupAveragePooling2D("P4M", pool_size=2, strides=(1, 2))
+        GroupAveragePooling2D(group="P4M", pool_size=2, strides=(1, 2))
     with pytest.raises(ValueError, match="needs a group acting on 1"):
-        GroupMaxPooling1D("P4M")
+        GroupMaxPooling1D(group="P4M")
     with pytest.raises(ValueError, match="padding must be one of"):
-        GroupMaxPooling2D("P4M", padding="full")
+        GroupMaxPooling2D(group="P4M", padding="full")
     with pytest.raises(TypeError, match="pool_size must be an int"):
-        GroupMaxPooling2D("P4M", pool_size=(2, 2, 2))
+        GroupMaxPooling2D(group="P4M", pool_size=(2, 2, 2))
 
 
 def test_non_equivariant_padding_refused_unless_allowed(rng):
     x = signal(rng, (1, 7, 7, 8, 2))
     with pytest.raises(ValueError, match="breaks equivariance"):
-        GroupMaxPooling2D("P4M", padding="valid")(x)
+        GroupMaxPooling2D(group="P4M", padding="valid")(x)
     with pytest.raises(ValueError, match="no padding makes this layer equivariant"):
-        GroupMaxPooling2D("P4M")(x)
-    allowed = GroupMaxPooling2D("P4M", padding="valid", allow_non_equivariance=True)
+        GroupMaxPooling2D(group="P4M")(x)
+    allowed = GroupMaxPooling2D(group="P4M", padding="valid", allow_non_equivariance=True)
     assert allowed(x).shape == (1, 3, 3, 8, 2)
-    unequal = GroupMaxPooling2D("P4", pool_size=(2, 3), allow_non_equivariance=True)
+    unequal = GroupMaxPooling2D(group="P4", pool_size=(2, 3), allow_non_equivariance=True)
     assert unequal(signal(rng, (1, 6, 6, 4, 2))).shape == (1, 3, 2, 4, 2)

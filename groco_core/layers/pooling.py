@@ -26,6 +26,7 @@ from groco_core.exporting import (
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
 from groco_core.layers.arguments import check_group_axis, resolve_subgroup
+from groco_core.layers.conv import _EXAMPLE_GROUP, keyword_arguments
 from groco_core.layers.reduce import coset_indices
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
@@ -73,7 +74,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         self,
         rank: int,
         mode: str,
-        group: str | PointGroup,
+        group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
         pool_size: int | tuple[int, ...] = 2,
         strides: int | tuple[int, ...] | None = None,
@@ -86,6 +87,18 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         if mode not in _MODES:
             raise ValueError(f"mode must be 'max' or 'average'. Received: mode={mode!r}")
         layer_name = type(self).__name__
+        if isinstance(pool_size, str):
+            raise TypeError(
+                f"pool_size must be an int or a tuple of {rank} ints. Received: "
+                f"pool_size={pool_size!r}. The first positional argument is `pool_size`, as in "
+                f"keras.layers.MaxPooling{rank}D; pass the group by keyword: group={pool_size!r}."
+            )
+        if group is None:
+            raise ValueError(
+                f"{layer_name} needs a `group`: the name of the registered point group its "
+                f"input lives on, e.g. {layer_name}(group={_EXAMPLE_GROUP[rank]!r}). Received: "
+                f"group=None. See `groco list-groups --dimension {rank}`."
+            )
         self.rank = rank
         self.mode = mode
         self.group, self.subgroup, self.num_cosets = resolve_subgroup(group, subgroup)
@@ -295,62 +308,180 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         return config
 
 
-def _pooling_init(rank: int, mode: str):
-    def __init__(self, group, subgroup=None, pool_size=2, strides=None, **kwargs):
-        BaseGroupPooling.__init__(self, rank, mode, group, subgroup, pool_size, strides, **kwargs)
-
-    return __init__
-
-
 @keras.saving.register_keras_serializable(package="groco")
 class GroupMaxPooling1D(BaseGroupPooling):
-    """Max pooling of a signal on a group of the line (e.g. `"LM"`); see `BaseGroupPooling`."""
+    """Max pooling of a signal on a group of the line (e.g. `"LM"`).
 
-    __init__ = _pooling_init(1, "max")
+    Args:
+        pool_size, strides, padding, data_format: as in `keras.layers.MaxPooling1D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"` (see `BaseGroupPooling`).
+        group: the group the input lives on, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on (pooling over the cosets); default `group`.
+        allow_non_equivariance: accept settings that break equivariance.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int] = 2,
+        strides: int | tuple[int] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupPooling.__init__(self, 1, "max", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupMaxPooling2D(BaseGroupPooling):
-    """Max pooling of a signal on a 2D group; see `BaseGroupPooling` for the arguments.
+    """Max pooling of a signal on a 2D group.
+
+    Args:
+        pool_size, strides, padding, data_format: as in `keras.layers.MaxPooling2D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"` (see `BaseGroupPooling`).
+        group: the group the input lives on, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on (pooling over the cosets); default `group`.
+        allow_non_equivariance: accept settings that break equivariance.
 
     Example:
         >>> import numpy as np
         >>> x = np.zeros((2, 8, 8, 8, 3))  # a signal on P4M
-        >>> GroupMaxPooling2D("P4M")(x).shape
+        >>> GroupMaxPooling2D(group="P4M")(x).shape
         (2, 4, 4, 8, 3)
-        >>> GroupMaxPooling2D("P4M", subgroup="P4")(x).shape
+        >>> GroupMaxPooling2D(group="P4M", subgroup="P4")(x).shape
         (2, 4, 4, 4, 3)
     """
 
-    __init__ = _pooling_init(2, "max")
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        strides: int | tuple[int, int] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupPooling.__init__(self, 2, "max", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupMaxPooling3D(BaseGroupPooling):
-    """Max pooling of a signal on a 3D group; see `BaseGroupPooling` for the arguments."""
+    """Max pooling of a signal on a 3D group.
 
-    __init__ = _pooling_init(3, "max")
+    Args:
+        pool_size, strides, padding, data_format: as in `keras.layers.MaxPooling3D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"` (see `BaseGroupPooling`).
+        group: the group the input lives on, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on (pooling over the cosets); default `group`.
+        allow_non_equivariance: accept settings that break equivariance.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int, int] = 2,
+        strides: int | tuple[int, int, int] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupPooling.__init__(self, 3, "max", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupAveragePooling1D(BaseGroupPooling):
-    """Average pooling of a signal on a group of the line; see `BaseGroupPooling`."""
+    """Average pooling of a signal on a group of the line.
 
-    __init__ = _pooling_init(1, "average")
+    Args:
+        pool_size, strides, padding, data_format: as in `keras.layers.AveragePooling1D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"` (see `BaseGroupPooling`).
+        group: the group the input lives on, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on (pooling over the cosets); default `group`.
+        allow_non_equivariance: accept settings that break equivariance.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int] = 2,
+        strides: int | tuple[int] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupPooling.__init__(self, 1, "average", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupAveragePooling2D(BaseGroupPooling):
-    """Average pooling of a signal on a 2D group; see `BaseGroupPooling` for the arguments."""
+    """Average pooling of a signal on a 2D group.
 
-    __init__ = _pooling_init(2, "average")
+    Args:
+        pool_size, strides, padding, data_format: as in `keras.layers.AveragePooling2D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"` (see `BaseGroupPooling`).
+        group: the group the input lives on, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on (pooling over the cosets); default `group`.
+        allow_non_equivariance: accept settings that break equivariance.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        strides: int | tuple[int, int] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupPooling.__init__(self, 2, "average", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GroupAveragePooling3D(BaseGroupPooling):
-    """Average pooling of a signal on a 3D group; see `BaseGroupPooling` for the arguments."""
+    """Average pooling of a signal on a 3D group.
 
-    __init__ = _pooling_init(3, "average")
+    Args:
+        pool_size, strides, padding, data_format: as in `keras.layers.AveragePooling3D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"` (see `BaseGroupPooling`).
+        group: the group the input lives on, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on (pooling over the cosets); default `group`.
+        allow_non_equivariance: accept settings that break equivariance.
+    """
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int, int] = 2,
+        strides: int | tuple[int, int, int] | None = None,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        **kwargs: Any,
+    ):
+        BaseGroupPooling.__init__(self, 3, "average", **keyword_arguments(locals()))
 
 
 class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
@@ -442,18 +573,19 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         return config
 
 
-def _global_init(rank: int, mode: str):
-    def __init__(self, group=None, keepdims=False, data_format=None, **kwargs):
-        BaseGlobalGroupPooling.__init__(self, rank, mode, group, keepdims, data_format, **kwargs)
-
-    return __init__
-
-
 @keras.saving.register_keras_serializable(package="groco")
 class GlobalGroupMaxPooling1D(BaseGlobalGroupPooling):
     """Maximum over the line and the group; see `BaseGlobalGroupPooling`."""
 
-    __init__ = _global_init(1, "max")
+    def __init__(
+        self,
+        data_format: str | None = None,
+        keepdims: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
+    ):
+        BaseGlobalGroupPooling.__init__(self, 1, "max", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
@@ -466,32 +598,72 @@ class GlobalGroupMaxPooling2D(BaseGlobalGroupPooling):
         (2, 3)
     """
 
-    __init__ = _global_init(2, "max")
+    def __init__(
+        self,
+        data_format: str | None = None,
+        keepdims: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
+    ):
+        BaseGlobalGroupPooling.__init__(self, 2, "max", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GlobalGroupMaxPooling3D(BaseGlobalGroupPooling):
     """Maximum over the volume and the group; see `BaseGlobalGroupPooling`."""
 
-    __init__ = _global_init(3, "max")
+    def __init__(
+        self,
+        data_format: str | None = None,
+        keepdims: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
+    ):
+        BaseGlobalGroupPooling.__init__(self, 3, "max", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GlobalGroupAveragePooling1D(BaseGlobalGroupPooling):
     """Mean over the line and the group; see `BaseGlobalGroupPooling`."""
 
-    __init__ = _global_init(1, "average")
+    def __init__(
+        self,
+        data_format: str | None = None,
+        keepdims: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
+    ):
+        BaseGlobalGroupPooling.__init__(self, 1, "average", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GlobalGroupAveragePooling2D(BaseGlobalGroupPooling):
     """Mean over the image and the group: invariant features; see `BaseGlobalGroupPooling`."""
 
-    __init__ = _global_init(2, "average")
+    def __init__(
+        self,
+        data_format: str | None = None,
+        keepdims: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
+    ):
+        BaseGlobalGroupPooling.__init__(self, 2, "average", **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco")
 class GlobalGroupAveragePooling3D(BaseGlobalGroupPooling):
     """Mean over the volume and the group; see `BaseGlobalGroupPooling`."""
 
-    __init__ = _global_init(3, "average")
+    def __init__(
+        self,
+        data_format: str | None = None,
+        keepdims: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
+    ):
+        BaseGlobalGroupPooling.__init__(self, 3, "average", **keyword_arguments(locals()))

@@ -152,10 +152,10 @@ def test_strided_conv_onto_a_subgroup_is_equivariant_under_the_subgroup(rng):
 def test_pooling_onto_a_subgroup_and_global_pooling(rng):
     p6m, p6 = get_group("P6M").matrices, get_group("P6").matrices
     x = signal(rng, 9, 12, 3)
-    onto_p6 = GroupMaxPooling2D("P6M", subgroup="P6", pool_size=1)
+    onto_p6 = GroupMaxPooling2D(group="P6M", subgroup="P6", pool_size=1)
     assert onto_p6(x).shape == (1, 9, 9, 6, 3)
     assert equivariance_error(onto_p6, x, p6m, p6) == 0.0
-    for pooling in (GlobalGroupMaxPooling2D("P6M"), GlobalGroupAveragePooling2D("P6M")):
+    for pooling in (GlobalGroupMaxPooling2D(group="P6M"), GlobalGroupAveragePooling2D(group="P6M")):
         assert equivariance_error(pooling, x, p6m, acting=p6m) < 1e-6
 
 
@@ -168,7 +168,7 @@ def test_bad_sizes_get_a_clear_message():
     with pytest.raises(ValueError, match=r"same odd size on both axes.*Received: shape=\(4, 4\)"):
         GroupConv2D(2, 4, group="P6M")
     with pytest.raises(ValueError, match=r"uses only part of a square window.*pool_size=1"):
-        GroupMaxPooling2D("P6M", subgroup="P6")
+        GroupMaxPooling2D(group="P6M", subgroup="P6")
 
 
 def test_rotating_the_hexagonal_samples_is_rotating_the_picture():
@@ -246,7 +246,7 @@ def test_network_on_p6m_exports_to_plain_keras(rng):
     inputs = keras.Input((9, 9, 1))
     x = GroupConv2D(3, 3, group="P6M")(inputs)
     x = GroupBatchNormalization(group="P6M")(x)
-    x = GroupMaxPooling2D("P6M", subgroup="P6", pool_size=1)(x)
+    x = GroupMaxPooling2D(group="P6M", subgroup="P6", pool_size=1)(x)
     x = GroupConv2DTranspose(2, 3, group="P6")(x)
     outputs = GlobalGroupAveragePooling2D(group="P6")(x)
     model = keras.Model(inputs, outputs)
