@@ -29,14 +29,16 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
     the group axis is checked.
 
     Args:
-        group: optional: the group the input lives on (name or object). When given, the
-            input's group axis must have length `|G|`; stored by name in `get_config`.
         axis: the channel axis. Default: -1 for `channels_last`, 1 for `channels_first`
             (from `keras.config.image_data_format()`). Only the channel axis is accepted.
         momentum, epsilon, center, scale, beta_initializer, gamma_initializer,
             moving_mean_initializer, moving_variance_initializer, beta_regularizer,
-            gamma_regularizer, beta_constraint, gamma_constraint, synchronized, ...:
-            as in `keras.layers.BatchNormalization`.
+            gamma_regularizer, beta_constraint, gamma_constraint, renorm, renorm_clipping,
+            renorm_momentum, synchronized: as in `keras.layers.BatchNormalization`, in the
+            same order.
+        group: optional, keyword only: the group the input lives on (name or object). When
+            given, the input's group axis must have length `|G|`; stored by name in
+            `get_config`.
 
     Input shape:
         `(batch, *spatial, |G|, channels)` (`channels_first`: `(batch, channels, *spatial, |G|)`),
@@ -59,7 +61,27 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
     """
 
     def __init__(
-        self, group: str | PointGroup | None = None, axis: int | None = None, **kwargs: Any
+        self,
+        axis: int | None = None,
+        momentum: float = 0.99,
+        epsilon: float = 0.001,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Any = "zeros",
+        gamma_initializer: Any = "ones",
+        moving_mean_initializer: Any = "zeros",
+        moving_variance_initializer: Any = "ones",
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
+        renorm: bool = False,
+        renorm_clipping: dict[str, float] | None = None,
+        renorm_momentum: float = 0.99,
+        synchronized: bool = False,
+        *,
+        group: str | PointGroup | None = None,
+        **kwargs: Any,
     ):
         if axis is None:
             axis = -1 if keras.config.image_data_format() == "channels_last" else 1
@@ -68,7 +90,26 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
                 "GroupBatchNormalization normalizes per channel: axis must be one int, the "
                 f"channel axis (-1 or 1). Received: axis={axis!r}"
             )
-        super().__init__(axis=axis, **kwargs)
+        super().__init__(
+            axis=axis,
+            momentum=momentum,
+            epsilon=epsilon,
+            center=center,
+            scale=scale,
+            beta_initializer=beta_initializer,
+            gamma_initializer=gamma_initializer,
+            moving_mean_initializer=moving_mean_initializer,
+            moving_variance_initializer=moving_variance_initializer,
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+            renorm=renorm,
+            renorm_clipping=renorm_clipping,
+            renorm_momentum=renorm_momentum,
+            synchronized=synchronized,
+            **kwargs,
+        )
         self.group = None if group is None else get_group(group)
 
     def build(self, input_shape: tuple) -> None:
