@@ -8,7 +8,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from groco_separable import SeparableGroupConv2D
+from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
 from keras import ops
 from transforms import act, max_equivariance_error
 
@@ -100,6 +100,8 @@ def test_export_under_global_channels_first_1d_and_3d(rng, channels_first):
         (GlobalGroupMaxPooling2D, keras.layers.GlobalMaxPooling2D),
         (GlobalGroupAveragePooling1D, keras.layers.GlobalAveragePooling1D),
         (GroupBatchNormalization, keras.layers.BatchNormalization),
+        (SeparableGroupConv2D, keras.layers.SeparableConv2D),
+        (DepthwiseGroupConv2D, keras.layers.DepthwiseConv2D),
     ],
 )
 def test_constructors_list_the_keras_arguments_in_keras_order(layer_class, keras_class):
@@ -132,6 +134,10 @@ def test_group_passed_where_keras_has_strides_is_explained():
         GroupMaxPooling2D("P4M")
     with pytest.raises(ValueError, match=r"GroupAveragePooling3D needs a `group`"):
         GroupAveragePooling3D()
+    with pytest.raises(ValueError, match=r"SeparableGroupConv2D needs a `group`"):
+        SeparableGroupConv2D(4, 3)
+    with pytest.raises(ValueError, match=r"DepthwiseGroupConv2D needs a `group`"):
+        DepthwiseGroupConv2D(3)
 
 
 @pytest.mark.parametrize("spelling", ["CHANNELS_FIRST", "Channels_First", "channels_first"])

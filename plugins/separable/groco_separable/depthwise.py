@@ -15,7 +15,7 @@ import numpy as np
 from keras import ops
 
 from groco_core.groups import PointGroup
-from groco_core.layers.conv import BaseGroupConv, add_kernel_and_bias
+from groco_core.layers.conv import BaseGroupConv, add_kernel_and_bias, keyword_arguments
 
 FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches", "shifts")
 
@@ -157,7 +157,7 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
         self,
         rank: int,
         kernel_size: int | tuple[int, ...],
-        group: str | PointGroup,
+        group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
         depth_multiplier: int = 1,
         strides: int | tuple[int, ...] = 1,
@@ -320,7 +320,18 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
 
 @keras.saving.register_keras_serializable(package="groco_separable")
 class DepthwiseGroupConv2D(BaseDepthwiseGroupConv):
-    """2D depthwise group convolution, e.g. on `"P4M"`; see `BaseDepthwiseGroupConv`.
+    """2D depthwise group convolution, e.g. on `"P4M"`.
+
+    Args:
+        kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
+            activation, use_bias, depthwise_initializer, bias_initializer,
+            depthwise_regularizer, bias_regularizer, activity_regularizer,
+            depthwise_constraint, bias_constraint: as in `keras.layers.DepthwiseConv2D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"`.
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        allow_non_equivariance, formulation: see `BaseDepthwiseGroupConv`.
 
     Example:
         >>> import numpy as np
@@ -335,16 +346,74 @@ class DepthwiseGroupConv2D(BaseDepthwiseGroupConv):
 
     RANK = 2
 
-    def __init__(self, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(self.RANK, kernel_size, group, subgroup, **kwargs)
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid_equiv",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        formulation: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(self.RANK, **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco_separable")
 class DepthwiseGroupConv3D(BaseDepthwiseGroupConv):
-    """3D depthwise group convolution (cubic-lattice groups); see `BaseDepthwiseGroupConv`.
-    Stock Keras has no `DepthwiseConv3D`: it runs (and exports) as a grouped `Conv3D`."""
+    """3D depthwise group convolution (cubic-lattice groups). Stock Keras has no
+    `DepthwiseConv3D`: it runs (and exports) as a grouped `Conv3D`.
+
+    Args:
+        kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
+            activation, use_bias, depthwise_initializer, bias_initializer,
+            depthwise_regularizer, bias_regularizer, activity_regularizer,
+            depthwise_constraint, bias_constraint: as in `keras.layers.DepthwiseConv2D`, in
+            the same order; `padding` also takes `"valid_equiv"` (the default) and
+            `"same_equiv"`.
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        allow_non_equivariance, formulation: see `BaseDepthwiseGroupConv`.
+    """
 
     RANK = 3
 
-    def __init__(self, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(self.RANK, kernel_size, group, subgroup, **kwargs)
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int, int],
+        strides: int | tuple[int, int, int] = 1,
+        padding: str = "valid_equiv",
+        depth_multiplier: int = 1,
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int, int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        allow_non_equivariance: bool = False,
+        formulation: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(self.RANK, **keyword_arguments(locals()))

@@ -17,7 +17,7 @@ import keras
 from keras import ops
 
 from groco_core.groups import PointGroup
-from groco_core.layers.conv import BaseGroupConv
+from groco_core.layers.conv import BaseGroupConv, keyword_arguments
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_separable.depthwise import CHECK_INPUT_SIDE, BaseDepthwiseGroupConv
 
@@ -82,7 +82,7 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         rank: int,
         filters: int,
         kernel_size: int | tuple[int, ...],
-        group: str | PointGroup,
+        group: str | PointGroup | None = None,
         subgroup: str | PointGroup | None = None,
         depth_multiplier: int = 1,
         order: str = "depthwise_first",
@@ -107,6 +107,12 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         **kwargs: Any,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if group is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a `group`: the name of a registered point group "
+                f"acting on {rank} dimensions, e.g. {type(self).__name__}(filters, "
+                "kernel_size, group='P4M'). Received: group=None."
+            )
         if order not in ORDERS:
             raise ValueError(
                 f"order must be one of {', '.join(repr(o) for o in ORDERS)}. "
@@ -265,7 +271,18 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="groco_separable")
 class SeparableGroupConv2D(BaseSeparableGroupConv):
-    """2D separable group convolution, e.g. on `"P4M"`; see `BaseSeparableGroupConv`.
+    """2D separable group convolution, e.g. on `"P4M"`.
+
+    Args:
+        filters, kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier,
+            activation, use_bias, depthwise_initializer, pointwise_initializer,
+            bias_initializer, depthwise_regularizer, pointwise_regularizer, bias_regularizer,
+            activity_regularizer, depthwise_constraint, pointwise_constraint,
+            bias_constraint: as in `keras.layers.SeparableConv2D`, in the same order;
+            `padding` also takes `"valid_equiv"` (the default) and `"same_equiv"`.
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        order, allow_non_equivariance, formulation: see `BaseSeparableGroupConv`.
 
     Example:
         >>> import numpy as np
@@ -279,15 +296,83 @@ class SeparableGroupConv2D(BaseSeparableGroupConv):
 
     RANK = 2
 
-    def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(self.RANK, filters, kernel_size, group, subgroup, **kwargs)
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int] = 1,
+        depth_multiplier: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        pointwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        pointwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        pointwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        order: str = "depthwise_first",
+        allow_non_equivariance: bool = False,
+        formulation: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(self.RANK, **keyword_arguments(locals()))
 
 
 @keras.saving.register_keras_serializable(package="groco_separable")
 class SeparableGroupConv3D(BaseSeparableGroupConv):
-    """3D separable group convolution (cubic-lattice groups); see `BaseSeparableGroupConv`."""
+    """3D separable group convolution (cubic-lattice groups).
+
+    Args:
+        filters, kernel_size, strides, padding, data_format, dilation_rate, depth_multiplier,
+            activation, use_bias, depthwise_initializer, pointwise_initializer,
+            bias_initializer, depthwise_regularizer, pointwise_regularizer, bias_regularizer,
+            activity_regularizer, depthwise_constraint, pointwise_constraint,
+            bias_constraint: as in `keras.layers.SeparableConv2D`, in the same order;
+            `padding` also takes `"valid_equiv"` (the default) and `"same_equiv"`.
+        group: the point group, by name or object; keyword only, required.
+        subgroup: the subgroup the output lives on; default `group`.
+        order, allow_non_equivariance, formulation: see `BaseSeparableGroupConv`.
+    """
 
     RANK = 3
 
-    def __init__(self, filters, kernel_size, group, subgroup=None, **kwargs):
-        super().__init__(self.RANK, filters, kernel_size, group, subgroup, **kwargs)
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int, int],
+        strides: int | tuple[int, int, int] = 1,
+        padding: str = "valid_equiv",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int, int] = 1,
+        depth_multiplier: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        pointwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        pointwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        pointwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        *,
+        group: str | PointGroup | None = None,
+        subgroup: str | PointGroup | None = None,
+        order: str = "depthwise_first",
+        allow_non_equivariance: bool = False,
+        formulation: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(self.RANK, **keyword_arguments(locals()))
