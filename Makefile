@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BACKENDS := jax tensorflow torch
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint benchmark clean
+.PHONY: run test fuzz lint benchmark clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ test: $(VENV)/.test-deps
 		echo "=== KERAS_BACKEND=$$backend took $$(( $$(date +%s) - start )) s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED backends:$$failed"; exit 1; fi
+
+# The fuzz tests with the deep profile (hundreds of random layer configurations per backend).
+fuzz: $(VENV)/.test-deps
+	@for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -p no:cacheprovider \
+			tests/test_fuzz.py --hypothesis-show-statistics || exit 1; \
+	done
 
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check groco_core plugins tests benchmarks examples

@@ -218,8 +218,9 @@ def equivariant_padding(
         raise ValueError(
             f"{layer_name}: padding={padding!r} breaks equivariance for input size {size}, "
             f"{window} extent {extent} and stride {stride}: the output grid is not centred on "
-            f"the input grid. Use padding='{padding}_equiv', which pads the minimum extra, or "
-            "pass allow_non_equivariance=True."
+            f"the input grid. Received: padding={padding!r}, input size {size}, "
+            f"{window}_size={window_size}, strides={stride}. Use padding='{padding}_equiv', "
+            "which pads the minimum extra, or pass allow_non_equivariance=True."
         )
     rule = (
         f"with an even stride, the input size and the {window} extent must have the same "
@@ -232,8 +233,9 @@ def equivariant_padding(
     fixes = "; ".join(options) + "; or " if options else ""
     raise ValueError(
         f"{layer_name}: no padding makes this layer equivariant for input size {size}, "
-        f"{window} extent {extent} and stride {stride}: {rule}. What works here: {fixes}pass "
-        "allow_non_equivariance=True. See docs/designing.md."
+        f"{window} extent {extent} and stride {stride}: {rule}. Received: input size {size}, "
+        f"{window}_size={window_size}, strides={stride}, padding={padding!r}. What works here: "
+        f"{fixes}pass allow_non_equivariance=True. See docs/designing.md."
     )
 
 

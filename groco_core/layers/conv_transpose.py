@@ -76,7 +76,9 @@ def transposed_window(
         f"{layer_name}: padding={padding!r} breaks equivariance for kernel extent {extent}, "
         f"stride {stride}{padding_note}: Keras crops {start} point(s) before and "
         f"{trim - start} after the full transposed output, so the output grid is not centred "
-        f"on the input grid scaled by the stride. Use padding='{base}_equiv', which crops "
+        f"on the input grid scaled by the stride. Received: padding={padding!r}, kernel "
+        f"extent {extent}, strides={stride}, output_padding={output_padding}. Use "
+        f"padding='{base}_equiv', which crops "
         "equally on both sides, or pass allow_non_equivariance=True."
     )
 
@@ -188,6 +190,16 @@ class BaseGroupConvTranspose(BaseGroupConv):
 
     def build(self, input_shape: tuple) -> None:
         self._check_input_shape(input_shape, self.subgroup, "subgroup")
+        spatial = self._spatial_shape(tuple(input_shape))
+        for n, m in zip(spatial, self._output_spatial(spatial), strict=True):
+            if m is not None and m < 1:
+                raise ValueError(
+                    f"{type(self).__name__}: the output would be empty: input size {n} gives "
+                    f"output size {m} with kernel extent(s) {self._extents}, strides "
+                    f"{self.strides}, padding={self.padding!r} and output_padding="
+                    f"{self.output_padding}. Received: input_shape={tuple(input_shape)}. Use "
+                    "a larger input, padding='valid_equiv', or a larger output_padding."
+                )
         self._add_kernel_and_bias()
 
     def transformed_kernel_indices(self) -> np.ndarray:

@@ -1,0 +1,229 @@
+"""Fuzzing: random layer configurations are either exactly equivariant or refused clearly.
+
+Hypothesis draws a group (the line, the square lattice and the cubic lattice; the hexagonal
+plugin checks its own lattice with `groco check`), a layer kind, kernel size, strides,
+dilation, padding, input size, data format and subgroup. Each configuration must either
+(a) be refused at construction or on its first call with a `ValueError` / `TypeError` whose
+message names what is wrong, or (b) run and be equivariant to float32 round-off under every
+element of the group its output lives on, checked with the transforms written in
+`tests/transforms.py`. Anything else (another exception, a non-equivariant result) fails.
+
+Profiles: `HYPOTHESIS_PROFILE=ci` (the default, derandomized and small so that `make test`
+stays fast) and `HYPOTHESIS_PROFILE=deep` (`make fuzz`: many more cases).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transforms import max_equivariance_error
+
+import groco_core
+from groco_core import get_group, list_groups
+
+settings.register_profile(
+    "ci",
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "deep", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Lattices whose matrices are signed permutations (the test's own transforms apply).
+LATTICES = ("line", "square", "cubic")
+KINDS = (
+    "lifting_conv",
+    "group_conv",
+    "transposed",
+    "pooling",
+    "global_pooling",
+    "batch_norm",
+    "dense",
+    "reduce",
+    "depthwise",
+    "separable",
+)
+# Words a refusal must use to say what is wrong (an argument, or the input it got).
+NAMED = (
+    "strides",
+    "padding",
+    "kernel",
+    "pool",
+    "size",
+    "dilation",
+    "subgroup",
+    "group",
+    "input",
+    "data_format",
+    "output_padding",
+)
+
+
+def _groups(dimension: int) -> list[str]:
+    groups = [g for g in list_groups(dimension) if g.lattice in LATTICES]
+    if dimension == 3:  # keep the volumes' convolutions cheap
+        groups = [g for g in groups if g.order <= 8]
+    return sorted(g.name for g in groups)
+
+
+@st.composite
+def configurations(draw):
+    kind = draw(st.sampled_from(KINDS))
+    dimension = 2 if kind in ("depthwise", "separable") else draw(st.sampled_from((1, 2, 3)))
+    group = get_group(draw(st.sampled_from(_groups(dimension))))
+    subgroups = sorted(name for name in group.subgroups if get_group(name).lattice == group.lattice)
+    subgroup = draw(st.sampled_from([None, *subgroups]))
+    biggest = {1: 9, 2: 8, 3: 5}[dimension]
+    return {
+        "kind": kind,
+        "group": group.name,
+        "subgroup": subgroup,
+        "size": draw(st.integers(1, biggest)),
+        "kernel": draw(st.integers(1, 4)),
+        "strides": draw(st.integers(1, 3)),
+        "dilation": draw(st.sampled_from((1, 1, 2))),
+        "padding": draw(st.sampled_from(("valid_equiv", "same_equiv", "valid", "same"))),
+        "channels_first": draw(st.booleans()),
+        "output_padding": draw(st.sampled_from((None, 0, 1))),
+    }
+
+
+def _layer(config: dict):
+    """The layer, whether its input lives on a group, and the group of its input/output."""
+    kind, group, subgroup = config["kind"], config["group"], config["subgroup"]
+    rank = get_group(group).dimension
+    data_format = "channels_first" if config["channels_first"] else "channels_last"
+    conv = {
+        "kernel_size": config["kernel"],
+        "strides": config["strides"],
+        "padding": config["padding"],
+        "data_format": data_format,
+        "group": group,
+        "subgroup": subgroup,
+    }
+    if config["dilation"] > 1:
+        conv["dilation_rate"] = config["dilation"]
+    if kind in ("lifting_conv", "group_conv"):
+        layer = getattr(groco_core, f"GroupConv{rank}D")(3, **conv)
+        return layer, kind == "group_conv", group, subgroup or group
+    if kind == "transposed":
+        conv.pop("dilation_rate", None)
+        if config["output_padding"] is not None:
+            conv["output_padding"] = config["output_padding"]
+        layer = getattr(groco_core, f"GroupConv{rank}DTranspose")(3, **conv)
+        return layer, True, subgroup or group, group
+    if kind == "pooling":
+        mode = "Max" if config["size"] % 2 else "Average"
+        layer = getattr(groco_core, f"Group{mode}Pooling{rank}D")(
+            pool_size=config["kernel"],
+            strides=config["strides"],
+            padding=config["padding"],
+            data_format=data_format,
+            group=group,
+            subgroup=subgroup,
+        )
+        return layer, True, group, subgroup or group
+    if kind == "global_pooling":
+        layer = getattr(groco_core, f"GlobalGroupMaxPooling{rank}D")(
+            data_format=data_format, group=group
+        )
+        return layer, True, group, None
+    if kind == "batch_norm":
+        axis = 1 if config["channels_first"] else -1
+        return groco_core.GroupBatchNormalization(axis=axis, group=group), True, group, group
+    if kind == "dense":
+        dense = groco_core.GroupDense(3, group=group, subgroup=subgroup)
+        return dense, True, group, subgroup or group
+    if kind == "reduce":
+        reduce = groco_core.GroupReduce(group, subgroup or group, data_format=data_format)
+        return reduce, True, group, subgroup or group
+    layer_class = DepthwiseGroupConv2D if kind == "depthwise" else SeparableGroupConv2D
+    args = () if kind == "depthwise" else (3,)
+    return layer_class(*args, **conv), config["size"] % 2 == 0, group, subgroup or group
+
+
+def _input(config: dict, on_group: bool, input_group: str, rng) -> np.ndarray:
+    rank = get_group(config["group"]).dimension
+    spatial = (config["size"],) * rank
+    order = (get_group(input_group).order,) if on_group else ()
+    channels = 2
+    if config["kind"] == "dense":
+        spatial = ()  # (batch, |G|, channels) for GroupDense
+        order = (get_group(input_group).order,)
+    if config["channels_first"] and config["kind"] != "dense":
+        shape = (1, channels, *spatial, *order)
+    else:
+        shape = (1, *spatial, *order, channels)
+    return rng.normal(size=shape).astype("float32")
+
+
+def _check(config: dict) -> str:
+    """Runs one configuration; returns "refused" or "equivariant" (or fails)."""
+    rng = np.random.default_rng(0)
+    try:
+        layer, on_group, input_group, output_group = _layer(config)
+        x = _input(config, on_group, input_group, rng)
+        y = keras.ops.convert_to_numpy(layer(x))
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        assert "Received" in message and any(word in message for word in NAMED), message
+        assert "Traceback" not in message
+        return "refused"
+    rank = get_group(config["group"]).dimension
+    # The layer is equivariant under the smaller of the groups its input and output live on.
+    candidates = [g for g in (input_group if on_group else None, output_group) if g is not None]
+    acting = min((get_group(g) for g in candidates), key=lambda g: g.order)
+    channels_last = not config["channels_first"] or config["kind"] == "dense"
+    spatial_dims = 0 if config["kind"] == "dense" else rank
+    error = max_equivariance_error(
+        layer,
+        x,
+        acting.matrices,
+        get_group(input_group).matrices if on_group else None,
+        None if output_group is None else get_group(output_group).matrices,
+        channels_last=channels_last,
+        spatial_dims=spatial_dims,
+    )
+    assert error <= 1e-5 * max(1.0, float(np.max(np.abs(y)))), (config, error)
+    return "equivariant"
+
+
+@given(configurations())
+def test_every_configuration_is_equivariant_or_refused(config):
+    assert _check(config) in ("equivariant", "refused")
+
+
+def test_fuzzing_reaches_both_outcomes():
+    # The strategy is not degenerate: some configurations run, some are refused.
+    outcomes = {
+        _check(
+            {"kind": "lifting_conv", "group": "P4M", "subgroup": None, "size": size,
+             "kernel": 3, "strides": 2, "dilation": 1, "padding": "valid_equiv",
+             "channels_first": False, "output_padding": None}
+        )
+        for size in (7, 8)
+    }  # fmt: skip
+    assert outcomes == {"equivariant", "refused"}
+
+
+def test_regression_transposed_conv_with_an_empty_output_is_refused():
+    # Found by the fuzzer: Keras's `same` window with output_padding=0 crops a kernel-2
+    # transposed convolution of one point to nothing; the layer returned an empty tensor.
+    layer = groco_core.GroupConv1DTranspose(
+        3, 2, padding="same_equiv", output_padding=0, group="L1"
+    )
+    with pytest.raises(
+        ValueError, match=r"output would be empty: input size 1 gives output size 0"
+    ):
+        layer(np.zeros((1, 1, 1, 2), "float32"))
+    assert layer.compute_output_shape((1, 3, 1, 2)) == (1, 2, 1, 3)
