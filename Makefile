@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BACKENDS := jax tensorflow torch
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test fuzz lint benchmark clean
+.PHONY: run test fuzz lint benchmark bench-peers clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,5 +50,22 @@ lint: $(VENV)/.test-deps
 benchmark: $(VENV)/.test-deps
 	for backend in $(BACKENDS); do KERAS_BACKEND=$$backend $(PY) benchmarks/overhead.py; done
 
+# escnn, the peer GroupConv2D is measured against, in its own environment: its lie_learn
+# dependency needs numpy<2 and a Fortran compiler (Debian's gfortran), which must not leak
+# into .venv. GroCo is installed there too, so one process times both.
+PEERS := .venv-peers
+$(PEERS)/.peer-deps: pyproject.toml
+	command -v gfortran > /dev/null || (apt-get update && apt-get install -y gfortran)
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check \
+		"numpy<2" "torch==2.13.0" escnn
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[torch]" "numpy<2"
+	touch $@
+
+# GroupConv2D against escnn's R2Conv (torch, train and inference, both paddings):
+# writes benchmarks/RESULTS-peers.md.
+bench-peers: $(PEERS)/.peer-deps
+	KERAS_BACKEND=torch $(PEERS)/bin/python benchmarks/peers.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache

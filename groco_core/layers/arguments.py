@@ -288,6 +288,28 @@ def runtime_padding(
     return _checked(ok, message, n, before), after
 
 
+def runtime_paddings(
+    x: Any,
+    paddings: tuple,
+    extents: tuple[int, ...],
+    strides: tuple[int, ...],
+    padding: str,
+    allow_non_equivariance: bool,
+    layer_name: str,
+    window: str = "kernel",
+) -> list:
+    """`paddings` of a channels-last `x`, the axes left undecided (None: an unknown size at
+    stride > 1, only in a TensorFlow graph) computed by `runtime_padding` from the size `x`
+    has when the computation runs."""
+    shape = ops.shape(x)
+    return [
+        runtime_padding(shape[1 + axis], e, s, padding, allow_non_equivariance, layer_name, window)
+        if pad is None
+        else pad
+        for axis, (pad, e, s) in enumerate(zip(paddings, extents, strides, strict=True))
+    ]
+
+
 def _checked(ok: Any, message: str, size: Any, value: Any) -> Any:
     """`value`, once `ok` holds: a run-time assertion in a TensorFlow graph, a ValueError
     where `ok` is concrete."""

@@ -255,7 +255,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         (its gradient is a slice) on every backend; otherwise the input is padded explicitly.
         """
         paddings = self._paddings(spatial)
-        if None in paddings:  # decided when the computation runs (see `_runtime_paddings`)
+        if None in paddings:  # decided when the computation runs (see `arguments.runtime_paddings`)
             return "valid", paddings
         if not any(before or after for before, after in paddings):
             return "valid", None
@@ -276,26 +276,6 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         ):
             result.append(None if n is None else (n + sum(padding) - e) // s + 1)
         return tuple(result)
-
-    def _runtime_paddings(self, x: Any, paddings: tuple) -> list:
-        """`paddings` with the axes left undecided (None: an unknown size at stride > 1,
-        only in a TensorFlow graph) computed from `x`'s size when the computation runs."""
-        shape = ops.shape(x)
-        return [
-            arguments.runtime_padding(
-                shape[1 + axis],
-                e,
-                s,
-                self.padding,
-                self.allow_non_equivariance,
-                type(self).__name__,
-            )
-            if padding is None
-            else padding
-            for axis, (padding, e, s) in enumerate(
-                zip(paddings, self._extents, self.strides, strict=True)
-            )
-        ]
 
     def build(self, input_shape: tuple) -> None:
         self._check_input_shape(input_shape, self.group, "group")
@@ -414,7 +394,15 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         conv_padding, explicit = self._conv_padding(tuple(x.shape[1 : 1 + self.rank]))
         if explicit is not None:
             if None in explicit:
-                explicit = self._runtime_paddings(x, explicit)
+                explicit = arguments.runtime_paddings(
+                    x,
+                    explicit,
+                    self._extents,
+                    self.strides,
+                    self.padding,
+                    self.allow_non_equivariance,
+                    type(self).__name__,
+                )
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
         y = ops.conv(
             x,

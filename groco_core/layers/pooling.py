@@ -159,26 +159,17 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             return paddings
         return paddings if any(b or a for b, a in paddings) else None
 
-    def _runtime_check(self, x: Any, paddings: tuple) -> list:
-        """`paddings` with undecided axes (None: unknown size at stride > 1, only in a
-        TensorFlow graph) computed, and checked, from `x`'s size when the computation runs."""
-        shape = ops.shape(x)
-        return [
-            arguments.runtime_padding(
-                shape[1 + axis],
-                p,
-                s,
-                self.padding,
-                self.allow_non_equivariance,
-                type(self).__name__,
-                window="pool",
-            )
-            if padding is None
-            else padding
-            for axis, (padding, p, s) in enumerate(
-                zip(paddings, self.pool_size, self.strides, strict=True)
-            )
-        ]
+    def _runtime_paddings(self, x: Any, paddings: tuple) -> list:
+        return arguments.runtime_paddings(
+            x,
+            paddings,
+            self.pool_size,
+            self.strides,
+            self.padding,
+            self.allow_non_equivariance,
+            type(self).__name__,
+            window="pool",
+        )
 
     def _output_spatial(self, spatial: tuple) -> tuple:
         return tuple(
@@ -220,11 +211,11 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         explicit = self._explicit_padding(spatial)
         if explicit is not None:
             if None in explicit:
-                explicit = self._runtime_check(x, explicit)
+                explicit = self._runtime_paddings(x, explicit)
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
         elif None in self._paddings(spatial):
             # Keras's own "valid" / "same": the pooling pads; only the symmetry is checked.
-            checked = self._runtime_check(x, self._paddings(spatial))
+            checked = self._runtime_paddings(x, self._paddings(spatial))
             x = ops.add(x, ops.cast(sum(b for b, _ in checked if b is not None) * 0, x.dtype))
         pool = ops.max_pool if self.mode == "max" else ops.average_pool
         x = pool(

@@ -1,0 +1,162 @@
+"""GroupConv2D against escnn's `R2Conv` on identical shapes, PyTorch, one process.
+
+Shapes as in `benchmarks/overhead.py`: batch 32, 28×28, 3×3 kernels, 16 regular fields in and
+out. GroCo's `GroupConv2D` on P4 / P4M (input `(32, 28, 28, |G|, 16)`) against escnn's `R2Conv`
+between 16 regular fields of C4 / D4 (input `(32, 16·|G|, 28, 28)`), each driven by the same
+plain torch loop: a train step is forward, mean-square loss, backward and an SGD update; an
+inference step is a forward pass under `torch.no_grad()` (escnn in `eval()` mode, which caches
+its expanded filter). `valid`: escnn `padding=0` against `padding="valid_equiv"`; `same`:
+escnn `padding=1` against `padding="same_equiv"`. The two layers of one row run interleaved
+(the order alternates every repeat) and the medians are compared.
+
+Needs escnn (`make bench-peers` installs it in `.venv-peers`, apart from the project's own
+environment: escnn's `lie_learn` needs `numpy<2` and a Fortran compiler).
+
+Run: `KERAS_BACKEND=torch .venv-peers/bin/python benchmarks/peers.py [--repeats 15]
+[--out benchmarks/RESULTS-peers.md]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import escnn  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from escnn import gspaces, nn  # noqa: E402
+
+from groco_core import GroupConv2D  # noqa: E402
+
+BATCH, SIZE, FIELDS, KERNEL = 32, 28, 16, 3
+PAIRS = (
+    ("P4", "C4", lambda: gspaces.rot2dOnR2(N=4)),
+    ("P4M", "D4", lambda: gspaces.flipRot2dOnR2(N=4)),
+)
+
+
+def escnn_layer(space, padding: int):
+    field_type = nn.FieldType(space, [space.regular_repr] * FIELDS)
+    return nn.R2Conv(field_type, field_type, kernel_size=KERNEL, padding=padding), field_type
+
+
+def groco_layer(group: str, padding: str):
+    layer = GroupConv2D(FIELDS, KERNEL, padding=padding, group=group)
+    order = layer.group.order
+    layer.build((None, SIZE, SIZE, order, FIELDS))
+    return layer, order
+
+
+def steps(group: str, space_factory, padding: str):
+    """(train, inference) callables for GroCo and escnn on one configuration."""
+    space = space_factory()
+    escnn_conv, field_type = escnn_layer(space, 0 if padding == "valid" else 1)
+    ours, order = groco_layer(group, f"{padding}_equiv")
+    rng = np.random.default_rng(0)
+    x_ours = torch.as_tensor(
+        rng.normal(size=(BATCH, SIZE, SIZE, order, FIELDS)), dtype=torch.float32
+    )
+    x_escnn = nn.GeometricTensor(
+        torch.as_tensor(rng.normal(size=(BATCH, FIELDS * order, SIZE, SIZE)), dtype=torch.float32),
+        field_type,
+    )
+    ours_params = [v.value for v in ours.trainable_variables]
+    ours_sgd = torch.optim.SGD(ours_params, lr=1e-3)
+    escnn_sgd = torch.optim.SGD(escnn_conv.parameters(), lr=1e-3)
+
+    def ours_train():
+        ours_sgd.zero_grad()
+        loss = torch.mean(ours(x_ours) ** 2)
+        loss.backward()
+        ours_sgd.step()
+
+    def escnn_train():
+        escnn_conv.train()
+        escnn_sgd.zero_grad()
+        loss = torch.mean(escnn_conv(x_escnn).tensor ** 2)
+        loss.backward()
+        escnn_sgd.step()
+
+    def ours_infer():
+        with torch.no_grad():
+            ours(x_ours)
+
+    def escnn_infer():
+        escnn_conv.eval()
+        with torch.no_grad():
+            escnn_conv(x_escnn)
+
+    return {"train": (ours_train, escnn_train), "inference": (ours_infer, escnn_infer)}
+
+
+def timed(step, n: int = 2) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - start) / n
+
+
+def compare(ours, theirs, repeats: int) -> tuple[float, float]:
+    for _ in range(3):
+        ours()
+        theirs()
+    ours_times, their_times = [], []
+    for repeat in range(repeats):
+        pair = [(ours, ours_times), (theirs, their_times)]
+        for step, times in pair if repeat % 2 == 0 else pair[::-1]:
+            times.append(timed(step))
+    return statistics.median(ours_times), statistics.median(their_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default="benchmarks/RESULTS-peers.md")
+    args = parser.parse_args()
+    rows = []
+    for group, peer, factory in PAIRS:
+        for padding in ("valid", "same"):
+            for mode, (ours, theirs) in steps(group, factory, padding).items():
+                ours_s, their_s = compare(ours, theirs, args.repeats)
+                rows.append((group, peer, padding, mode, ours_s, their_s))
+                print(
+                    f"{group}/{peer} {padding:<5} {mode:<9} GroCo {1e3 * ours_s:7.1f} ms  "
+                    f"escnn {1e3 * their_s:7.1f} ms  ratio {ours_s / their_s:.2f}",
+                    flush=True,
+                )
+    lines = [
+        "# GroCo against escnn (generated by `make bench-peers`)",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; machine: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"keras {keras.__version__}, escnn {escnn.__version__}",
+        f"- shapes: batch {BATCH}, {SIZE}×{SIZE}, {KERNEL}×{KERNEL}, {FIELDS} regular fields in "
+        f"and out; medians of {args.repeats} interleaved repeats of 2 steps",
+        "- command: `KERAS_BACKEND=torch .venv-peers/bin/python benchmarks/peers.py "
+        f"--repeats {args.repeats}`",
+        "",
+        "| GroCo group | escnn group | padding | step | GroCo ms | escnn ms | GroCo / escnn "
+        "| goal ≤ 1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for group, peer, padding, mode, ours_s, their_s in rows:
+        ratio = ours_s / their_s
+        lines.append(
+            f"| {group} | {peer} | {padding} | {mode} | {1e3 * ours_s:.1f} | {1e3 * their_s:.1f} "
+            f"| {ratio:.2f} | {'met' if ratio <= 1 else 'missed'} |"
+        )
+    with open(args.out, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
