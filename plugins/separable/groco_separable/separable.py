@@ -11,6 +11,7 @@ kernel `k(x, h) = k_H(h) k_R(x)` of a G-separable convolution (docs/separable.md
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import keras
@@ -19,7 +20,12 @@ from keras import ops
 from groco_core.groups import PointGroup
 from groco_core.layers.conv import BaseGroupConv, keyword_arguments
 from groco_core.layers.serialization import RegisteredGroupsMixin
-from groco_separable.depthwise import CHECK_INPUT_SIDE, BaseDepthwiseGroupConv
+from groco_separable.depthwise import (
+    CHECK_INPUT_SIDE,
+    BaseDepthwiseGroupConv,
+    DepthwiseGroupConv2D,
+    DepthwiseGroupConv3D,
+)
 
 ORDERS = ("depthwise_first", "pointwise_first")
 
@@ -143,11 +149,12 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
             bias_constraint=bias_constraint,
             name=f"{self.name}_pointwise",
         )
-        depthwise = BaseDepthwiseGroupConv(
-            rank,
+        # The public class of this rank, so that its messages name a layer users know.
+        depthwise_class = {2: DepthwiseGroupConv2D, 3: DepthwiseGroupConv3D}.get(rank)
+        depthwise = (depthwise_class or partial(BaseDepthwiseGroupConv, rank))(
             kernel_size,
             # depthwise first: on the whole group, so the pointwise part mixes all of it.
-            group if depthwise_first else pointwise.subgroup,
+            group=group if depthwise_first else pointwise.subgroup,
             depth_multiplier=depth_multiplier,
             strides=strides,
             padding=padding,
