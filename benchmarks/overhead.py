@@ -12,14 +12,22 @@ interleaved, alternating which goes first), and the ratio of the median step tim
 reported; likewise for the time to build the layer (its kernel tables are cached on the group
 after the first build, as in any model with several layers on one group).
 
+Rows: each group × padding × input (`--inputs group lifting`: a signal on the group, or an
+image with 16 (3D: 4) channels against the plain layer on the same image) × stride
+(`--strides 1 2`; stride 2 uses an odd input one point smaller, 27 / 11) × mode (`--modes
+train inference`: `train_on_batch` / `predict_on_batch`). The default is the group-input
+train-step rows at stride 1.
+
 Run: `KERAS_BACKEND=jax python benchmarks/overhead.py [--repeats 15] [--steps 5]
-[--groups P4 P4M O Oh] [--paddings valid_equiv same_equiv] [--json]`
+[--groups P4 P4M O Oh] [--paddings valid_equiv same_equiv] [--inputs group lifting]
+[--strides 1 2] [--modes train inference] [--json]`
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import time
@@ -40,13 +48,13 @@ class Shape:
     fields: int
     kernel: int = 3
 
-    def group_layer(self, group: str, padding: str) -> keras.layers.Layer:
+    def group_layer(self, group: str, padding: str, stride: int = 1) -> keras.layers.Layer:
         layer_class = {2: GroupConv2D, 3: GroupConv3D}[self.rank]
-        return layer_class(self.fields, self.kernel, group=group, padding=padding)
+        return layer_class(self.fields, self.kernel, stride, padding, group=group)
 
-    def plain_layer(self, channels: int, padding: str) -> keras.layers.Layer:
+    def plain_layer(self, channels: int, padding: str, stride: int = 1) -> keras.layers.Layer:
         layer_class = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[self.rank]
-        return layer_class(channels, self.kernel, padding=padding.removesuffix("_equiv"))
+        return layer_class(channels, self.kernel, stride, padding.removesuffix("_equiv"))
 
 
 SHAPES = {
@@ -57,56 +65,88 @@ SHAPES = {
 }
 
 
-def _models(group_name: str, padding: str) -> tuple[keras.Model, keras.Model, np.ndarray]:
+def _models(
+    group_name: str, padding: str, lifting: bool, stride: int
+) -> tuple[keras.Model, keras.Model, np.ndarray]:
+    """The group layer and the plain layer with the same expanded channels, on one input.
+
+    A stride of 2 uses an input one point smaller (odd) where the size is even: an even
+    size cannot be strided equivariantly with a 3-point kernel (docs/designing.md).
+    """
     shape = SHAPES[group_name]
     order = get_group(group_name).order
-    spatial = (shape.size,) * shape.rank
-    group_input = keras.Input((*spatial, order, shape.fields))
-    group_model = keras.Model(group_input, shape.group_layer(group_name, padding)(group_input))
-    plain_input = keras.Input((*spatial, order * shape.fields))
-    plain_model = keras.Model(
-        plain_input, shape.plain_layer(order * shape.fields, padding)(plain_input)
-    )
+    size = shape.size - (1 if stride == 2 and shape.size % 2 == 0 else 0)
+    spatial = (size,) * shape.rank
+    channels = shape.fields if lifting else order * shape.fields
+    group_shape = (*spatial, shape.fields) if lifting else (*spatial, order, shape.fields)
+    group_input = keras.Input(group_shape)
+    layer = shape.group_layer(group_name, padding, stride)
+    group_model = keras.Model(group_input, layer(group_input))
+    plain_input = keras.Input((*spatial, channels))
+    plain_layer = shape.plain_layer(order * shape.fields, padding, stride)
+    plain_model = keras.Model(plain_input, plain_layer(plain_input))
     for model in (group_model, plain_model):
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-    x = np.random.default_rng(0).normal(size=(shape.batch, *spatial, order, shape.fields))
+    x = np.random.default_rng(0).normal(size=(shape.batch, *group_shape))
     return group_model, plain_model, x.astype("float32")
 
 
-def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+def _time_steps(step, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
-        model.train_on_batch(x, y)
+        step()
     return (time.perf_counter() - start) / steps
 
 
-def train_step_ratio(group_name: str, padding: str, repeats: int, steps: int) -> dict:
-    group_model, plain_model, x = _models(group_name, padding)
+def step_ratio(
+    group_name: str,
+    padding: str,
+    repeats: int,
+    steps: int,
+    lifting: bool = False,
+    stride: int = 1,
+    mode: str = "train",
+) -> dict:
+    """Median step time of the group layer over the plain layer's, measured interleaved.
+
+    `mode="train"`: `train_on_batch`; `mode="inference"`: `predict_on_batch`.
+    """
+    group_model, plain_model, x = _models(group_name, padding, lifting, stride)
     batch = x.shape[0]
     y_group = np.random.default_rng(1).normal(size=(batch, *group_model.output_shape[1:]))
     y_group = y_group.astype("float32")
-    spatial = x.shape[1:-2]
-    x_plain = x.reshape(batch, *spatial, -1)
+    rank = SHAPES[group_name].rank
+    x_plain = x.reshape(batch, *x.shape[1 : 1 + rank], -1)
     y_plain = y_group.reshape(batch, *y_group.shape[1:-2], -1)
+
+    def runner(model, inputs, targets):
+        if mode == "train":
+            return lambda: model.train_on_batch(inputs, targets)
+        return lambda: model.predict_on_batch(inputs)
+
+    group_step = runner(group_model, x, y_group)
+    plain_step = runner(plain_model, x_plain, y_plain)
     for _ in range(3):  # compile and warm up both
-        group_model.train_on_batch(x, y_group)
-        plain_model.train_on_batch(x_plain, y_plain)
+        group_step()
+        plain_step()
     group_times, plain_times = [], []
     for repeat in range(repeats):
         # Alternate which goes first so drifts in machine load hit both alike.
-        pair = [
-            (group_model, x, y_group, group_times),
-            (plain_model, x_plain, y_plain, plain_times),
-        ]
-        for model, inputs, targets, times in pair if repeat % 2 == 0 else pair[::-1]:
-            times.append(_time_steps(model, inputs, targets, steps))
+        pair = [(group_step, group_times), (plain_step, plain_times)]
+        for step, times in pair if repeat % 2 == 0 else pair[::-1]:
+            times.append(_time_steps(step, steps))
     group_median, plain_median = statistics.median(group_times), statistics.median(plain_times)
+    kind = "lifting" if lifting else "group"
     return {
+        "row": f"GroupConv{rank}D {group_name} {kind} {padding} s{stride} {mode}",
         "group": group_name,
+        "input": kind,
         "padding": padding,
-        "train_step_ratio": group_median / plain_median,
-        "group_step_ms": 1e3 * group_median,
-        "plain_step_ms": 1e3 * plain_median,
+        "strides": stride,
+        "mode": mode,
+        "ratio": group_median / plain_median,
+        "group_ms": 1e3 * group_median,
+        "plain_ms": 1e3 * plain_median,
     }
 
 
@@ -141,23 +181,29 @@ def main() -> None:
         default=["valid_equiv", "same_equiv"],
         choices=["valid_equiv", "same_equiv"],
     )
+    parser.add_argument("--inputs", nargs="+", default=["group"], choices=["group", "lifting"])
+    parser.add_argument("--strides", nargs="+", type=int, default=[1], choices=[1, 2])
+    parser.add_argument("--modes", nargs="+", default=["train"], choices=["train", "inference"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
     for name in args.groups:
         builds = build_times(name, args.repeats)
-        for padding in args.paddings:
-            result = train_step_ratio(name, padding, args.repeats, args.steps)
+        rank = SHAPES[name].rank
+        for padding, kind, stride, mode in itertools.product(
+            args.paddings, args.inputs, args.strides, args.modes
+        ):
+            result = step_ratio(
+                name, padding, args.repeats, args.steps, kind == "lifting", stride, mode
+            )
             result.update(builds)
             result["backend"] = keras.backend.backend()
             results.append(result)
             if not args.json:
-                rank = SHAPES[name].rank
                 print(
-                    f"{result['backend']:<10} {name:<4} {padding:<11} train step "
-                    f"GroupConv{rank}D/Conv{rank}D = {result['train_step_ratio']:.3f} "
-                    f"(medians {result['group_step_ms']:.1f} / {result['plain_step_ms']:.1f} "
-                    f"ms); build {result['group_build_ms']:.2f} ms "
+                    f"{result['backend']:<10} {result['row']:<48} GroupConv{rank}D/Conv{rank}D "
+                    f"= {result['ratio']:.3f} (medians {result['group_ms']:.1f} / "
+                    f"{result['plain_ms']:.1f} ms); build {result['group_build_ms']:.2f} ms "
                     f"(Conv{rank}D {result['plain_build_ms']:.2f} ms)",
                     flush=True,
                 )
