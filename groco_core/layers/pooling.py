@@ -214,7 +214,8 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
                 explicit = self._runtime_paddings(x, explicit)
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
         elif None in self._paddings(spatial):
-            # Keras's own "valid" / "same": the pooling pads; only the symmetry is checked.
+            # Keras's own "valid" / "same": the pooling pads itself and only the symmetry is
+            # checked. Adding 0 · the checked padding makes the graph depend on that check.
             checked = self._runtime_paddings(x, self._paddings(spatial))
             x = ops.add(x, ops.cast(sum(b for b, _ in checked if b is not None) * 0, x.dtype))
         pool = ops.max_pool if self.mode == "max" else ops.average_pool
