@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BACKENDS := jax tensorflow torch
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test fuzz lint benchmark bench-peers clean
+.PHONY: run test fuzz lint bench bench-peers clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,10 @@ fuzz: $(VENV)/.test-deps
 lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check groco_core plugins tests benchmarks examples
 
-benchmark: $(VENV)/.test-deps
-	for backend in $(BACKENDS); do KERAS_BACKEND=$$backend $(PY) benchmarks/overhead.py; done
+# Overhead over plain Keras layers, export, build times, separable, memory, on every backend:
+# writes benchmarks/RESULTS.md (about ten minutes on two cores; BENCH_ARGS=--quick for fewer rows).
+bench: $(VENV)/.test-deps
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # escnn, the peer GroupConv2D is measured against, in its own environment: its lie_learn
 # dependency needs numpy<2 and a Fortran compiler (Debian's gfortran), which must not leak

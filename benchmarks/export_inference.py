@@ -7,13 +7,15 @@ same stock Keras layers and shapes. Both run side by side in one process (interl
 warm-up, through `predict_on_batch`, so each backend compiles the way it does for inference);
 the script prints the medians and their ratio (goal: at most 1.01).
 
-Usage (one backend per run; takes well under a minute on a laptop CPU):
-    KERAS_BACKEND=jax python benchmarks/export_inference.py [--repeats 50]
+Usage (one backend per run; takes well under a minute on a laptop CPU; `--json` prints the
+figures as one JSON object, as `benchmarks/bench.py` reads them):
+    KERAS_BACKEND=jax python benchmarks/export_inference.py [--repeats 50] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -57,11 +59,8 @@ def seconds_per_call(model: keras.Model, x: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args()
-
+def measure(repeats: int) -> dict:
+    """Median `predict_on_batch` times of the export and the hand-written network."""
     rng = np.random.default_rng(0)
     exported = export(groco_network())
     hand = hand_written_network()
@@ -75,17 +74,37 @@ def main() -> None:
         seconds_per_call(hand, x)
     times: dict[str, list[float]] = {"exported": [], "hand": []}
     models = {"exported": exported, "hand": hand}
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         # Alternating which runs first cancels any advantage of going second.
         order = ("exported", "hand") if repeat % 2 == 0 else ("hand", "exported")
         for name in order:
             times[name].append(seconds_per_call(models[name], x))
     exported_ms = 1e3 * statistics.median(times["exported"])
     hand_ms = 1e3 * statistics.median(times["hand"])
+    return {
+        "backend": keras.backend.backend(),
+        "batch": BATCH,
+        "input": f"{SIZE}x{SIZE}x{CHANNELS}",
+        "repeats": repeats,
+        "exported_ms": exported_ms,
+        "hand_ms": hand_ms,
+        "ratio": exported_ms / hand_ms,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    r = measure(args.repeats)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return
     print(
-        f"backend={keras.backend.backend()} batch={BATCH} input={SIZE}x{SIZE}x{CHANNELS} "
-        f"repeats={args.repeats}: exported {exported_ms:.2f} ms, hand-written "
-        f"{hand_ms:.2f} ms, ratio {exported_ms / hand_ms:.3f} (goal <= 1.01)"
+        f"backend={r['backend']} batch={r['batch']} input={r['input']} "
+        f"repeats={r['repeats']}: exported {r['exported_ms']:.2f} ms, hand-written "
+        f"{r['hand_ms']:.2f} ms, ratio {r['ratio']:.3f} (goal <= 1.01)"
     )
 
 

@@ -1,0 +1,318 @@
+"""`make bench`: every GroCo benchmark on every backend, written to `benchmarks/RESULTS.md`.
+
+Each measurement runs in its own process with `KERAS_BACKEND` set, through the scripts that
+measure it (`--json`):
+
+- `benchmarks/overhead.py`: group layer against the plain Keras layer on the same expanded
+  channels, train step and inference, medians of interleaved repeats, and layer build times;
+- `benchmarks/export_inference.py`: an `export()`-ed network against the same network written
+  by hand with stock Keras layers;
+- `benchmarks/separable.py`: `SeparableGroupConv` against the full `GroupConv`;
+- this script's own `--worker`: the backend's version and the memory of one train step of
+  `GroupConv2D` against `Conv2D` (JAX reports it for a compiled step on CPU; TensorFlow and
+  PyTorch report allocator statistics only on accelerators).
+
+Goals: overhead ratio ≤ 1.03 per row, export ratio ≤ 1.01, build time ≤ 10 ms for a 2D layer
+and ≤ 100 ms for an Oh layer, separable faster than full. Each is shown with pass / miss.
+
+Run: `python benchmarks/bench.py [--quick] [--backends jax tensorflow torch]
+[--out benchmarks/RESULTS.md]` (the default run takes about ten minutes on two cores;
+`--quick` about three).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BACKENDS = ("jax", "tensorflow", "torch")
+OVERHEAD_GOAL, EXPORT_GOAL = 1.03, 1.01
+BUILD_GOALS_MS = {"P4": 10.0, "P4M": 10.0, "Oh": 100.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What one run measures and how often.
+
+    Attributes:
+        groups: the groups of `overhead.py`'s rows (2D: P4, P4M; 3D: O, Oh).
+        paddings: `valid_equiv` and / or `same_equiv`.
+        inputs: `group` (a signal on the group) and / or `lifting` (an image).
+        strides: 1 and / or 2.
+        modes: `train` and / or `inference`.
+        repeats: interleaved repeats per overhead row (the median is reported).
+        steps: steps per repeat.
+        export_repeats: repeats of the export comparison, 0 to skip it.
+        separable: whether to run `separable.py` (2D only).
+    """
+
+    groups: tuple[str, ...]
+    paddings: tuple[str, ...]
+    inputs: tuple[str, ...]
+    strides: tuple[int, ...]
+    modes: tuple[str, ...]
+    repeats: int
+    steps: int
+    export_repeats: int
+    separable: bool
+
+    def overhead_arguments(self) -> list[str]:
+        return [
+            "--groups", *self.groups,
+            "--paddings", *self.paddings,
+            "--inputs", *self.inputs,
+            "--strides", *map(str, self.strides),
+            "--modes", *self.modes,
+            "--repeats", str(self.repeats),
+            "--steps", str(self.steps),
+        ]  # fmt: skip
+
+
+PRESETS = {
+    "default": Settings(
+        groups=("P4", "P4M", "Oh"),
+        paddings=("valid_equiv", "same_equiv"),
+        inputs=("group", "lifting"),
+        strides=(1, 2),
+        modes=("train", "inference"),
+        repeats=5,
+        steps=2,
+        export_repeats=30,
+        separable=True,
+    ),
+    "quick": Settings(
+        groups=("P4", "P4M", "Oh"),
+        paddings=("valid_equiv", "same_equiv"),
+        inputs=("group",),
+        strides=(1,),
+        modes=("train", "inference"),
+        repeats=3,
+        steps=1,
+        export_repeats=10,
+        separable=False,
+    ),
+}
+
+
+def _json_output(command: list[str], backend: str) -> object:
+    """Run `command` with `KERAS_BACKEND=backend` and parse the JSON it prints last."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"`KERAS_BACKEND={backend} {' '.join(command)}` failed:\n{done.stderr[-3000:]}"
+        )
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(("[", "{")))
+    return json.loads("\n".join(lines[start:]))
+
+
+def measure_backend(backend: str, settings: Settings) -> dict:
+    """Every measurement of one backend, each in its own process."""
+    python = sys.executable
+    result = {
+        "worker": _json_output([python, str(HERE / "bench.py"), "--worker"], backend),
+        "overhead": _json_output(
+            [python, str(HERE / "overhead.py"), "--json", *settings.overhead_arguments()],
+            backend,
+        ),
+        "export": None,
+        "separable": None,
+    }
+    if settings.export_repeats:
+        script = str(HERE / "export_inference.py")
+        command = [python, script, "--json", "--repeats", str(settings.export_repeats)]
+        result["export"] = _json_output(command, backend)
+    if settings.separable:
+        command = [python, str(HERE / "separable.py"), "--json", "--ranks", "2"]
+        result["separable"] = _json_output(command, backend)
+    return result
+
+
+def _worker() -> dict:
+    """The backend's version and the memory of one train step (in this process's backend)."""
+    import keras
+
+    backend = keras.backend.backend()
+    module = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}[backend]
+    version = __import__(module).__version__
+    memory = None
+    if backend == "jax":
+        memory = {
+            "group_bytes": _jax_step_bytes(group=True),
+            "plain_bytes": _jax_step_bytes(group=False),
+        }
+    return {"backend": backend, "version": version, "memory": memory}
+
+
+def _jax_step_bytes(group: bool) -> int:
+    """Temporary bytes XLA allocates for one compiled train step (gradient of a mean square)
+    of GroupConv2D on P4 (batch 32, 28×28, 16 fields, `same_equiv`) or of the plain Conv2D on
+    the same 64 channels."""
+    import jax
+    import keras
+    import numpy as np
+
+    from groco_core import GroupConv2D
+
+    if group:
+        layer = GroupConv2D(16, 3, padding="same_equiv", group="P4")
+        shape = (32, 28, 28, 4, 16)
+    else:
+        layer = keras.layers.Conv2D(64, 3, padding="same")
+        shape = (32, 28, 28, 64)
+    layer.build(shape)
+    x = np.zeros(shape, "float32")
+
+    def loss(trainable, non_trainable):
+        y, _ = layer.stateless_call(trainable, non_trainable, x)
+        return jax.numpy.mean(y**2)
+
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+    compiled = jax.jit(jax.grad(loss)).lower(trainable, non_trainable).compile()
+    return int(compiled.memory_analysis().temp_size_in_bytes)
+
+
+def _verdict(passed: bool) -> str:
+    return "pass" if passed else "**miss**"
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores ({platform.system()} {platform.machine()})"
+
+
+def render(results: dict[str, dict], settings: Settings, command: str) -> str:
+    """RESULTS.md from the measurements of `measure_backend`, one section per backend."""
+    versions = ", ".join(
+        f"{backend} {results[backend]['worker']['version']}" for backend in results
+    )
+    lines = [
+        "# GroCo benchmarks (generated by `make bench`)",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {_machine()}",
+        f"- versions: python {platform.python_version()}, keras "
+        f"{importlib.metadata.version('keras')}, {versions}, groco "
+        f"{importlib.metadata.version('groco')}",
+        f"- repeats: {settings.repeats} interleaved repeats of {settings.steps} step(s) per "
+        f"overhead row; export: {settings.export_repeats} repeats; medians throughout",
+        f"- command: `{command}`",
+        "- escnn comparison: [RESULTS-peers.md](RESULTS-peers.md) (`make bench-peers`)",
+        "",
+        "How to read this file: [docs/benchmarks.md](../docs/benchmarks.md).",
+    ]
+    memory_missing = []
+    for backend, result in results.items():
+        lines += ["", f"## {backend}", "", "### Overhead over the plain Keras layer", ""]
+        lines += [
+            f"| row | group ms | plain ms | ratio | goal ≤ {OVERHEAD_GOAL} |",
+            "|---|---|---|---|---|",
+        ]
+        passed = sum(row["ratio"] <= OVERHEAD_GOAL for row in result["overhead"])
+        lines[-2:-2] = [f"{passed} of {len(result['overhead'])} rows within the goal.", ""]
+        for row in result["overhead"]:
+            lines.append(
+                f"| {row['row']} | {row['group_ms']:.2f} | {row['plain_ms']:.2f} | "
+                f"{row['ratio']:.3f} | {_verdict(row['ratio'] <= OVERHEAD_GOAL)} |"
+            )
+        lines += ["", "### Build time of one layer", ""]
+        lines += ["| group | GroCo ms | plain ms | goal | |", "|---|---|---|---|---|"]
+        builds = {row["group"]: row for row in result["overhead"] if "group_build_ms" in row}
+        for group, row in builds.items():
+            goal = BUILD_GOALS_MS.get(group)
+            verdict = _verdict(row["group_build_ms"] <= goal) if goal else "no goal"
+            lines.append(
+                f"| {group} | {row['group_build_ms']:.2f} | {row['plain_build_ms']:.2f} | "
+                f"{f'≤ {goal:g} ms' if goal else '–'} | {verdict} |"
+            )
+        export = result["export"]
+        lines += ["", "### Exported model against the same plain network", ""]
+        if export is None:
+            lines.append("not run")
+        else:
+            lines.append(
+                f"exported {export['exported_ms']:.2f} ms, hand-written {export['hand_ms']:.2f} "
+                f"ms (batch {export['batch']}, input {export['input']}): ratio "
+                f"{export['ratio']:.3f}, goal ≤ {EXPORT_GOAL}: "
+                f"{_verdict(export['ratio'] <= EXPORT_GOAL)}"
+            )
+        lines += ["", "### Separable against full group convolution", ""]
+        if result["separable"] is None:
+            lines.append("not run")
+        else:
+            lines += [
+                "| group | kernel | params full / separable | full ms | separable ms "
+                "(default formulation) | speedup | goal > 1 |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for row in result["separable"]:
+                default = f"Separable[{row['default_formulation']}]"
+                lines.append(
+                    f"| {row['group']} | {row['kernel']}×{row['kernel']} | "
+                    f"{row['params_group_conv']} / {row['params_separable']} | "
+                    f"{row['step_ms']['GroupConv']:.1f} | {row['step_ms'][default]:.1f} "
+                    f"({row['default_formulation']}) | {row['speedup_default']:.2f} | "
+                    f"{_verdict(row['speedup_default'] > 1)} |"
+                )
+        memory = result["worker"]["memory"]
+        lines += ["", "### Memory of one train step", ""]
+        if memory is None:
+            memory_missing.append(backend)
+            lines.append(f"not reported: {backend} gives no allocator statistics on CPU")
+        else:
+            ratio = memory["group_bytes"] / memory["plain_bytes"]
+            lines.append(
+                "GroupConv2D P4 `same_equiv` (batch 32, 28×28, 16 fields) against Conv2D on "
+                f"64 channels, temporary bytes of the compiled gradient step: "
+                f"{memory['group_bytes'] / 2**20:.1f} MiB against "
+                f"{memory['plain_bytes'] / 2**20:.1f} MiB, ratio {ratio:.2f}"
+            )
+    if memory_missing:
+        lines += [
+            "",
+            f"Backends without a memory figure on this machine: {', '.join(memory_missing)}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rows and repeats")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker()))
+        return
+    settings = PRESETS["quick" if args.quick else "default"]
+    results = {}
+    for backend in args.backends:
+        print(f"measuring {backend} ...", flush=True)
+        results[backend] = measure_backend(backend, settings)
+    command = "python benchmarks/bench.py" + (" --quick" if args.quick else "")
+    if args.backends != list(BACKENDS):
+        command += " --backends " + " ".join(args.backends)
+    args.out.write_text(render(results, settings, command))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
