@@ -7,7 +7,9 @@ channels, in 2D and 3D, with `valid_equiv` and `same_equiv` padding.
   `(4, 12, 12, 12, |G|, 4)` against `keras.layers.Conv3D(4·|G|)`.
 
 The plain layer uses Keras's `"valid"` / `"same"` for `valid_equiv` / `same_equiv` (the same
-output size at stride 1). Both models are trained side by side in one process (steps
+output size at stride 1). The group model ends in a `Reshape` that merges the group axis
+into the channels, so that the mean-square loss runs on the plain layer's layout. Both
+models are trained side by side in one process (steps
 interleaved, alternating which goes first), and the ratio of the median step times is
 reported; likewise for the time to build the layer (its kernel tables are cached on the group
 after the first build, as in any model with several layers on one group).
@@ -35,7 +37,15 @@ import time
 import keras
 import numpy as np
 
-from groco_core import GroupConv2D, GroupConv3D, get_group
+from groco_core import (
+    GroupBatchNormalization,
+    GroupConv1D,
+    GroupConv2D,
+    GroupConv2DTranspose,
+    GroupConv3D,
+    GroupMaxPooling2D,
+    get_group,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +91,7 @@ def _models(
     group_shape = (*spatial, shape.fields) if lifting else (*spatial, order, shape.fields)
     group_input = keras.Input(group_shape)
     layer = shape.group_layer(group_name, padding, stride)
-    group_model = keras.Model(group_input, layer(group_input))
+    group_model = keras.Model(group_input, _merged(layer(group_input)))
     plain_input = keras.Input((*spatial, channels))
     plain_layer = shape.plain_layer(order * shape.fields, padding, stride)
     plain_model = keras.Model(plain_input, plain_layer(plain_input))
@@ -89,6 +99,69 @@ def _models(
         model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     x = np.random.default_rng(0).normal(size=(shape.batch, *group_shape))
     return group_model, plain_model, x.astype("float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """A layer other than the 2D/3D group convolution of `SHAPES`, against the plain Keras
+    layer on the same expanded channels (batch 32, P4M with 16 fields = 128 channels, unless
+    the row says otherwise)."""
+
+    group_layer: object  # () -> keras layer
+    plain_layer: object
+    group_shape: tuple[int, ...]  # without the batch axis
+    plain_shape: tuple[int, ...]
+    group: str = "P4M"
+    padding: str = "valid_equiv"
+    strides: int = 1
+
+
+LAYER_ROWS = {
+    "GroupConv2D P4M dilation 2 same_equiv": LayerRow(
+        lambda: GroupConv2D(16, 3, dilation_rate=2, padding="same_equiv", group="P4M"),
+        lambda: keras.layers.Conv2D(128, 3, dilation_rate=2, padding="same"),
+        (28, 28, 8, 16),
+        (28, 28, 128),
+        padding="same_equiv",
+    ),
+    "GroupConv2DTranspose P4M s2 valid_equiv": LayerRow(
+        lambda: GroupConv2DTranspose(16, 3, strides=2, group="P4M"),
+        lambda: keras.layers.Conv2DTranspose(128, 3, strides=2),
+        (14, 14, 8, 16),
+        (14, 14, 128),
+        strides=2,
+    ),
+    "GroupMaxPooling2D P4M 2x2": LayerRow(
+        lambda: GroupMaxPooling2D(group="P4M"),
+        lambda: keras.layers.MaxPooling2D(),
+        (28, 28, 8, 16),
+        (28, 28, 128),
+        strides=2,
+    ),
+    "GroupBatchNormalization P4M": LayerRow(
+        lambda: GroupBatchNormalization(group="P4M"),
+        lambda: keras.layers.BatchNormalization(),
+        (28, 28, 8, 16),
+        (28, 28, 128),
+    ),
+    "GroupConv1D LM same_equiv": LayerRow(
+        lambda: GroupConv1D(16, 3, padding="same_equiv", group="LM"),
+        lambda: keras.layers.Conv1D(32, 3, padding="same"),
+        (256, 2, 16),
+        (256, 32),
+        group="LM",
+        padding="same_equiv",
+    ),
+}
+
+
+def _merged(outputs):
+    """The group layer's output with its group axis merged into the channels (a view), as
+    the plain layer's: the loss then runs on the same layout for both, and the difference
+    measured is the layer's alone (Keras's mean square error reduces over the last axis,
+    which for a group output holds only the fields)."""
+    *spatial, elements, fields = outputs.shape[1:]
+    return keras.layers.Reshape((*spatial, elements * fields))(outputs)
 
 
 def _time_steps(step, steps: int) -> float:
@@ -112,12 +185,60 @@ def step_ratio(
     `mode="train"`: `train_on_batch`; `mode="inference"`: `predict_on_batch`.
     """
     group_model, plain_model, x = _models(group_name, padding, lifting, stride)
+    rank = SHAPES[group_name].rank
+    kind = "lifting" if lifting else "group"
+    result = _interleaved(group_model, plain_model, x, rank, repeats, steps, mode)
+    return {
+        "row": f"GroupConv{rank}D {group_name} {kind} {padding} s{stride} {mode}",
+        "group": group_name,
+        "input": kind,
+        "padding": padding,
+        "strides": stride,
+        "mode": mode,
+        **result,
+    }
+
+
+def layer_ratio(name: str, repeats: int, steps: int, mode: str) -> dict:
+    """`step_ratio` for one of `LAYER_ROWS`."""
+    row = LAYER_ROWS[name]
+    models = []
+    for make, shape in ((row.group_layer, row.group_shape), (row.plain_layer, row.plain_shape)):
+        inputs = keras.Input(shape)
+        outputs = make()(inputs)
+        model = keras.Model(inputs, _merged(outputs) if shape == row.group_shape else outputs)
+        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+        models.append(model)
+    x = np.random.default_rng(0).normal(size=(32, *row.group_shape)).astype("float32")
+    rank = len(row.plain_shape) - 1
+    result = _interleaved(*models, x, rank, repeats, steps, mode)
+    return {
+        "row": f"{name} {mode}",
+        "group": row.group,
+        "input": "group",
+        "padding": row.padding,
+        "strides": row.strides,
+        "mode": mode,
+        **result,
+    }
+
+
+def _interleaved(
+    group_model: keras.Model,
+    plain_model: keras.Model,
+    x: np.ndarray,
+    rank: int,
+    repeats: int,
+    steps: int,
+    mode: str,
+) -> dict:
+    """Median step times of the two models, steps interleaved; the plain model gets the
+    same numbers with the group axis merged into the channels."""
     batch = x.shape[0]
     y_group = np.random.default_rng(1).normal(size=(batch, *group_model.output_shape[1:]))
     y_group = y_group.astype("float32")
-    rank = SHAPES[group_name].rank
     x_plain = x.reshape(batch, *x.shape[1 : 1 + rank], -1)
-    y_plain = y_group.reshape(batch, *y_group.shape[1:-2], -1)
+    y_plain = y_group  # the group output's axes are merged (`_merged`)
 
     def runner(model, inputs, targets):
         if mode == "train":
@@ -136,14 +257,7 @@ def step_ratio(
         for step, times in pair if repeat % 2 == 0 else pair[::-1]:
             times.append(_time_steps(step, steps))
     group_median, plain_median = statistics.median(group_times), statistics.median(plain_times)
-    kind = "lifting" if lifting else "group"
     return {
-        "row": f"GroupConv{rank}D {group_name} {kind} {padding} s{stride} {mode}",
-        "group": group_name,
-        "input": kind,
-        "padding": padding,
-        "strides": stride,
-        "mode": mode,
         "ratio": group_median / plain_median,
         "group_ms": 1e3 * group_median,
         "plain_ms": 1e3 * plain_median,
@@ -174,7 +288,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--groups", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--groups", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument(
         "--paddings",
         nargs="+",
@@ -184,9 +298,28 @@ def main() -> None:
     parser.add_argument("--inputs", nargs="+", default=["group"], choices=["group", "lifting"])
     parser.add_argument("--strides", nargs="+", type=int, default=[1], choices=[1, 2])
     parser.add_argument("--modes", nargs="+", default=["train"], choices=["train", "inference"])
+    parser.add_argument(
+        "--layers",
+        nargs="*",
+        default=[],
+        choices=["all", *LAYER_ROWS],
+        help="rows of other layers (dilation, transposed, pooling, batch norm, 1D); 'all'",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
+    layers = list(LAYER_ROWS) if "all" in args.layers else args.layers
+    for name, mode in itertools.product(layers, args.modes):
+        result = layer_ratio(name, args.repeats, args.steps, mode)
+        result["backend"] = keras.backend.backend()
+        results.append(result)
+        if not args.json:
+            print(
+                f"{result['backend']:<10} {result['row']:<48} group/plain = "
+                f"{result['ratio']:.3f} (medians {result['group_ms']:.1f} / "
+                f"{result['plain_ms']:.1f} ms)",
+                flush=True,
+            )
     for name in args.groups:
         builds = build_times(name, args.repeats)
         rank = SHAPES[name].rank

@@ -102,6 +102,34 @@ def test_the_formulations_agree(rank, rng):
         np.testing.assert_allclose(other, outputs[0], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "strides, dilation, multiplier, paddings",
+    [((1, 1), (1, 1), 1, ((1, 1), (1, 1))), ((2, 2), (1, 1), 2, ((0, 1), (1, 0))),
+     ((1, 1), (2, 2), 3, None)],
+)  # fmt: skip
+def test_the_formulations_have_the_same_gradients(strides, dilation, multiplier, paddings, rng):
+    """The gradients of `shifts` (with JAX's own kernel gradient) and `patches` with respect
+    to input and kernel equal those of `grouped_conv`, through a nonlinear loss."""
+    from autodiff import value_and_gradients
+    from groco_separable.depthwise import depthwise_correlation
+
+    x = rng.normal(size=(3, 9, 9, 4)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 4, multiplier)).astype("float32")
+    results = {}
+    for formulation in ("grouped_conv", "shifts", "patches"):
+
+        def loss(x, kernel, formulation=formulation):
+            y = depthwise_correlation(x, kernel, strides, dilation, formulation, paddings)
+            return ops.sum(ops.sin(y))
+
+        results[formulation] = value_and_gradients(loss, x, kernel)
+    value, gradients = results.pop("grouped_conv")
+    for other_value, other_gradients in results.values():
+        np.testing.assert_allclose(other_value, value, rtol=1e-4, atol=1e-4)
+        for other, expected in zip(other_gradients, gradients, strict=True):
+            np.testing.assert_allclose(other, expected, rtol=1e-4, atol=1e-4)
+
+
 # -- equivariance ----------------------------------------------------------------------------
 
 

@@ -21,7 +21,8 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
-from groco_core.layers.conv import BaseGroupConv, keyword_arguments
+from groco_core.layers.conv import BaseGroupConv, keyword_arguments, split_group_axis
+from groco_core.layers.kernel_cache import cached_transformed_kernel
 
 
 def keras_transposed_window(
@@ -237,7 +238,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
         if self._extents != self.kernel_size:
             zero = ops.zeros((1, self.in_channels, self.filters), dtype=flat.dtype)
             flat = ops.concatenate([flat, zero], axis=0)
-        gathered = ops.take(flat, self._kernel_gather, axis=0)
+        gathered = self._kernel_gather(flat)
         # (|G|, extent points[, |H|], C, F) → (extent points, |G|, F[, |H|], C)
         if self.lifting:
             moved = ops.transpose(gathered, (1, 0, 3, 2))
@@ -260,16 +261,15 @@ class BaseGroupConvTranspose(BaseGroupConv):
             x = ops.pad(x, [(0, 0), *input_padding, (0, 0)])
         y = ops.conv_transpose(
             x,
-            self.transformed_kernel(),
+            cached_transformed_kernel(self),
             strides=self.strides,
             padding="valid",
             data_format="channels_last",
         )
         y = y[(slice(None),) + tuple(slice(b, -a if a else None) for b, a in cropping)]
-        shape = ops.shape(y)
-        y = ops.reshape(y, (shape[0], *shape[1:-1], self.group.order, self.filters))
-        if self.use_bias:
-            y = ops.add(y, self.bias)
+        y = split_group_axis(
+            y, self.group.order, self.filters, self.bias if self.use_bias else None
+        )
         if self.activation is not None:
             y = self.activation(y)
         return ops.moveaxis(y, -1, 1) if channels_first else y

@@ -16,7 +16,8 @@ from keras import ops
 from groco_core.exporting import fixed_dense, static_shape
 from groco_core.groups import PointGroup
 from groco_core.layers.arguments import check_group_axis, resolve_subgroup
-from groco_core.layers.conv import add_kernel_and_bias
+from groco_core.layers.conv import KernelGather, add_kernel_and_bias, split_group_axis
+from groco_core.layers.kernel_cache import cached_transformed_kernel
 from groco_core.layers.lora import LoRAKernelMixin
 from groco_core.layers.serialization import RegisteredGroupsMixin
 
@@ -116,7 +117,7 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         self.in_channels = int(input_shape[-1])
         add_kernel_and_bias(self, (self.group.order, self.in_channels, self.units))
         # Kept in numpy: a backend tensor made here could belong to a graph being traced.
-        self._kernel_gather = self.transformed_kernel_indices().astype("int32")
+        self._kernel_gather = KernelGather(self.transformed_kernel_indices())
         self.built = True
         self._build_lora()
 
@@ -127,7 +128,7 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
     def transformed_kernel(self) -> Any:
         """The matrix of the equivalent Dense, `(|G|·channels, |H|·units)`, rows `k·C + c`
         and columns `h·units + u`."""
-        gathered = ops.take(self.kernel, self._kernel_gather, axis=0)  # (|H|, |G|, C, U)
+        gathered = self._kernel_gather(self.kernel)  # (|H|, |G|, C, U)
         moved = ops.moveaxis(gathered, 0, -2)  # (|G|, C, |H|, U)
         return ops.reshape(
             moved,
@@ -137,10 +138,10 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         shape = ops.shape(inputs)
         x = ops.reshape(inputs, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
-        y = ops.matmul(x, self.transformed_kernel())
-        y = ops.reshape(y, (shape[0], *shape[1:-2], len(self._output_elements), self.units))
-        if self.use_bias:
-            y = ops.add(y, self.bias)
+        y = ops.matmul(x, cached_transformed_kernel(self))
+        y = split_group_axis(
+            y, len(self._output_elements), self.units, self.bias if self.use_bias else None
+        )
         if self.activation is not None:
             y = self.activation(y)
         return y

@@ -18,7 +18,8 @@ import keras
 from keras import ops
 
 from groco_core.groups import PointGroup
-from groco_core.layers.conv import BaseGroupConv, keyword_arguments
+from groco_core.layers.conv import BaseGroupConv, keyword_arguments, split_group_axis
+from groco_core.layers.kernel_cache import cached_transformed_kernel
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_separable.depthwise import (
     CHECK_INPUT_SIDE,
@@ -44,12 +45,11 @@ class PointwiseGroupConv(BaseGroupConv):
         shape = ops.shape(x)
         if not self.lifting:
             x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
-        kernel = self.transformed_kernel()  # (1, ..., 1, [|G|·]C, |H|·F)
+        kernel = cached_transformed_kernel(self)  # (1, ..., 1, [|G|·]C, |H|·F)
         y = ops.matmul(x, ops.reshape(kernel, kernel.shape[-2:]))
-        elements = len(self._output_elements)
-        y = ops.reshape(y, (-1, *shape[1 : 1 + self.rank], elements, self.filters))
-        if self.use_bias:
-            y = ops.add(y, self.bias)
+        y = split_group_axis(
+            y, len(self._output_elements), self.filters, self.bias if self.use_bias else None
+        )
         if self.activation is not None:
             y = self.activation(y)
         return ops.moveaxis(y, -1, 1) if channels_first else y

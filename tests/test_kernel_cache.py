@@ -1,0 +1,153 @@
+"""The transformed kernel reused in inference: never stale after any way a weight changes."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from autodiff import value_and_gradients
+from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
+
+from groco_core import GroupConv2D, GroupConv2DTranspose, GroupDense
+
+BACKEND = keras.backend.backend()
+
+LAYERS = {
+    "conv": (lambda: GroupConv2D(3, 3, group="P4", padding="same_equiv"), (2, 6, 6, 4, 2)),
+    "lifting": (lambda: GroupConv2D(3, 3, group="P4M"), (2, 7, 7, 2)),
+    "transpose": (lambda: GroupConv2DTranspose(3, 3, group="P4"), (2, 5, 5, 4, 2)),
+    "dense": (lambda: GroupDense(3, group="P4"), (2, 4, 2)),
+    "depthwise": (lambda: DepthwiseGroupConv2D(3, group="P4"), (2, 7, 7, 4, 2)),
+    "separable": (lambda: SeparableGroupConv2D(3, 3, group="P4"), (2, 7, 7, 4, 2)),
+}
+
+
+def _model(name: str) -> tuple[keras.Model, np.ndarray]:
+    make, shape = LAYERS[name]
+    inputs = keras.Input(shape[1:])
+    model = keras.Model(inputs, make()(inputs))
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    return model, x
+
+
+def _fresh_output(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The output of a new model (nothing cached) holding `model`'s current weights."""
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return keras.ops.convert_to_numpy(clone(x))
+
+
+def _random_weights(model: keras.Model, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=w.shape).astype("float32") for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_predict_follows_every_weight_change(name, tmp_path):
+    model, x = _model(name)
+    first = model.predict_on_batch(x)
+    np.testing.assert_allclose(model.predict_on_batch(x), first, rtol=1e-6, atol=1e-6)
+
+    # set_weights
+    model.set_weights(_random_weights(model, 1))
+    after_set = model.predict_on_batch(x)
+    assert not np.allclose(after_set, first)
+    np.testing.assert_allclose(after_set, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+
+    # variable.assign on the kernel alone
+    layer = model.layers[-1]
+    kernel = layer.pointwise.kernel if name == "separable" else layer.kernel
+    kernel.assign(2.0 * keras.ops.convert_to_numpy(kernel))
+    after_assign = model.predict_on_batch(x)
+    assert not np.allclose(after_assign, after_set)
+    np.testing.assert_allclose(after_assign, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+
+    # an optimizer step
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    model.train_on_batch(x, np.ones_like(after_assign))
+    after_step = model.predict_on_batch(x)
+    assert not np.allclose(after_step, after_assign)
+    np.testing.assert_allclose(after_step, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+
+    # load_weights restores the earlier weights
+    path = str(tmp_path / "earlier.weights.h5")
+    model.set_weights(_random_weights(model, 2))
+    earlier = model.predict_on_batch(x)
+    model.save_weights(path)
+    model.set_weights(_random_weights(model, 3))
+    assert not np.allclose(model.predict_on_batch(x), earlier)
+    model.load_weights(path)
+    np.testing.assert_allclose(model.predict_on_batch(x), earlier, rtol=1e-6, atol=1e-6)
+
+
+def test_lora_enabled_after_predict_is_used():
+    model, x = _model("conv")
+    layer = model.layers[-1]
+    before = model.predict_on_batch(x)
+    layer.enable_lora(2, b_initializer="ones")
+    # As with any Keras layer, a predict function traced before the LoRA weights existed
+    # (TensorFlow's) is remade to see them.
+    model.make_predict_function(force=True)
+    after = model.predict_on_batch(x)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, keras.ops.convert_to_numpy(layer(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_eager_calls_reuse_the_kernel_where_the_backend_can_tell():
+    """PyTorch outside autograd and eager JAX keep the expanded kernel between calls;
+    TensorFlow, and PyTorch with autograd on, expand it on every call."""
+    layer, shape = LAYERS["conv"][0](), LAYERS["conv"][1]
+    x = np.ones(shape, "float32")
+    if BACKEND == "torch":
+        import torch
+
+        layer(x)
+        assert "_groco_kernel_cache" not in layer.__dict__  # autograd on: nothing kept
+        with torch.no_grad():
+            layer(x)
+            kept = layer.__dict__["_groco_kernel_cache"][2]
+            layer(x)
+            assert layer.__dict__["_groco_kernel_cache"][2] is kept
+            layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
+            out = keras.ops.convert_to_numpy(layer(x))
+            assert layer.__dict__["_groco_kernel_cache"][2] is not kept
+    else:
+        layer(x)
+        kept = layer.__dict__.get("_groco_kernel_cache")
+        if BACKEND == "jax":
+            assert kept is not None
+            layer(x)
+            assert layer.__dict__["_groco_kernel_cache"][2] is kept[2]
+        else:
+            assert kept is None
+        layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
+        out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(out, 0.0)  # zero kernel, zero bias
+
+
+@pytest.mark.parametrize("permutations", [True, False])
+def test_kernel_row_gather_and_its_gradient(permutations):
+    """`KernelGather` against numpy indexing, and its gradient against numpy's scatter-add,
+    for permutation rows (TensorFlow's own gradient path) and others."""
+    from groco_core.layers.conv import KernelGather
+
+    rng = np.random.default_rng(0)
+    if permutations:
+        indices = np.stack([rng.permutation(6).reshape(2, 3) for _ in range(4)])
+    else:
+        indices = rng.integers(0, 6, size=(4, 2, 3))
+    indices = indices.astype("int32")
+    gather = KernelGather(indices)
+    assert (gather.inverse is not None) == permutations
+    flat = rng.normal(size=(6, 2, 5)).astype("float32")
+    weights = rng.normal(size=(4, 2, 3, 2, 5)).astype("float32")
+
+    def fn(kernel):
+        taken = gather(kernel)
+        return keras.ops.sum(keras.ops.multiply(taken, weights))
+
+    value, (gradient,) = value_and_gradients(fn, flat)
+    np.testing.assert_allclose(value, np.sum(flat[indices] * weights), rtol=1e-5)
+    expected = np.zeros_like(flat)
+    np.add.at(expected, indices, weights)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-5)
