@@ -90,8 +90,8 @@ PRESETS = {
         inputs=("group", "lifting"),
         strides=(1, 2),
         modes=("train", "inference"),
-        repeats=5,
-        steps=2,
+        repeats=9,
+        steps=3,
         export_repeats=30,
         separable=True,
         layers=("all",),
@@ -227,7 +227,7 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         f"{importlib.metadata.version('keras')}, {versions}, groco "
         f"{importlib.metadata.version('groco')}",
         f"- repeats: {settings.repeats} interleaved repeats of {settings.steps} step(s) per "
-        f"overhead row; export: {settings.export_repeats} repeats; medians throughout",
+        f"overhead row; export: {settings.export_repeats} repeats of 5 calls; medians throughout",
         f"- command: `{command}`",
         "- escnn comparison: [RESULTS-peers.md](RESULTS-peers.md) (`make bench-peers`)",
         "",
