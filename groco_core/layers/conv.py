@@ -102,6 +102,50 @@ def split_group_axis(y: Any, elements: int, fields: int, bias: Any = None) -> An
     return ops.reshape(ops.add(y, tiled), split_shape)
 
 
+def torch_conv_channels_last(
+    x: Any,
+    kernel: Any,
+    strides: tuple[int, ...],
+    paddings: tuple[tuple[int, int], ...],
+    dilation_rate: tuple[int, ...],
+) -> Any:
+    """A channels-last convolution on PyTorch without Keras's layout round trip. Public for
+    layer plugins.
+
+    `keras.ops.conv` with `channels_last` copies the input to channels-first and then back to
+    PyTorch's channels-last memory format before the convolution (two copies of the input
+    per call, and their gradients). A channels-last tensor with its channel axis moved second
+    already is channels-last memory, which PyTorch's convolution takes as it is, and its
+    output moved back is again a plain channels-last tensor.
+
+    Args:
+        x: `(batch, *spatial, C)`.
+        kernel: `(*kernel_size, C, F)`.
+        strides, dilation_rate: per spatial axis.
+        paddings: zeros `(before, after)` per spatial axis.
+
+    Returns:
+        `(batch, *out, F)`.
+    """
+    import torch.nn.functional as tnn
+
+    rank = len(strides)
+    x = ops.convert_to_tensor(x)
+    channels_first = x.permute(0, rank + 1, *range(1, rank + 1))
+    if all(before == after for before, after in paddings):
+        padding = tuple(before for before, _ in paddings)
+    else:  # torch.nn.functional.pad takes the last axis first
+        flat = [side for pair in reversed(paddings) for side in pair]
+        channels_first = tnn.pad(channels_first, flat)
+        padding = 0
+    weights = ops.convert_to_tensor(kernel).permute(rank + 1, rank, *range(rank))
+    convolution = {1: tnn.conv1d, 2: tnn.conv2d, 3: tnn.conv3d}[rank]
+    y = convolution(
+        channels_first, weights, stride=strides, padding=padding, dilation=dilation_rate
+    )
+    return y.permute(0, *range(2, rank + 2), 1)
+
+
 def _torch_compiling() -> bool:
     if keras.backend.backend() != "torch":
         return False
@@ -497,7 +541,14 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         if not self.lifting:
             shape = ops.shape(x)
             x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
-        conv_padding, explicit = self._conv_padding(tuple(x.shape[1 : 1 + self.rank]))
+        spatial = tuple(x.shape[1 : 1 + self.rank])
+        if keras.backend.backend() == "torch" and not _torch_compiling():
+            paddings = self._paddings(spatial)
+            y = torch_conv_channels_last(
+                x, cached_transformed_kernel(self), self.strides, paddings, self.dilation_rate
+            )
+            return self._finish(y, channels_first)
+        conv_padding, explicit = self._conv_padding(spatial)
         if explicit is not None:
             if None in explicit:
                 explicit = arguments.runtime_paddings(
@@ -518,6 +569,10 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             data_format="channels_last",
             dilation_rate=self.dilation_rate,
         )
+        return self._finish(y, channels_first)
+
+    def _finish(self, y: Any, channels_first: bool) -> Any:
+        """Bias, group axis split off, activation and data format of the conv's output."""
         y = split_group_axis(
             y, len(self._output_elements), self.filters, self.bias if self.use_bias else None
         )
