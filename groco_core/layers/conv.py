@@ -185,10 +185,6 @@ class KernelGather:
         self.inverse = inverse.astype("int32") if permutations else None
         self._torch_indices: dict[Any, Any] = {}
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.indices.shape
-
     def __call__(self, flat: Any) -> Any:
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
         backend = keras.backend.backend()
