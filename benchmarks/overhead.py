@@ -11,9 +11,11 @@ output size at stride 1). The group model ends in a `Reshape` that merges the gr
 into the channels, so that the mean-square loss runs on the plain layer's layout; the plain
 model ends in a `Reshape` to its own shape, so that both pay for one such layer. Both
 models are trained side by side in one process (steps
-interleaved, alternating which goes first), and the ratio of the median step times is
-reported; likewise for the time to build the layer (its kernel tables are cached on the group
-after the first build, as in any model with several layers on one group).
+interleaved, alternating which goes first); the ratio reported is the median over repeats of
+each repeat's group / plain ratio (the two times of a repeat are taken back to back, so a
+change in machine load between repeats cancels out of it), with its quartiles and the two
+median step times; likewise for the time to build the layer (its kernel tables are cached on
+the group after the first build, as in any model with several layers on one group).
 
 Rows: each group × padding × input (`--inputs group lifting`: a signal on the group, or an
 image with 16 (3D: 4) channels against the plain layer on the same image) × stride
@@ -232,6 +234,11 @@ def layer_ratio(name: str, repeats: int, steps: int, mode: str) -> dict:
     }
 
 
+def _spread(result: dict) -> str:
+    low, high = result["ratio_quartiles"]
+    return f"[{low:.3f}–{high:.3f}]"
+
+
 def _interleaved(
     group_model: keras.Model,
     plain_model: keras.Model,
@@ -266,8 +273,13 @@ def _interleaved(
         for step, times in pair if repeat % 2 == 0 else pair[::-1]:
             times.append(_time_steps(step, steps))
     group_median, plain_median = statistics.median(group_times), statistics.median(plain_times)
+    # The ratio of each repeat's adjacent pair: a change in machine load between repeats
+    # moves both of a pair alike and cancels out of it.
+    ratios = sorted(g / p for g, p in zip(group_times, plain_times, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
-        "ratio": group_median / plain_median,
+        "ratio": statistics.median(ratios),
+        "ratio_quartiles": (quartiles[0], quartiles[2]),
         "group_ms": 1e3 * group_median,
         "plain_ms": 1e3 * plain_median,
     }
@@ -325,7 +337,7 @@ def main() -> None:
         if not args.json:
             print(
                 f"{result['backend']:<10} {result['row']:<48} group/plain = "
-                f"{result['ratio']:.3f} (medians {result['group_ms']:.1f} / "
+                f"{result['ratio']:.3f} {_spread(result)} (medians {result['group_ms']:.1f} / "
                 f"{result['plain_ms']:.1f} ms)",
                 flush=True,
             )
@@ -344,8 +356,9 @@ def main() -> None:
             if not args.json:
                 print(
                     f"{result['backend']:<10} {result['row']:<48} GroupConv{rank}D/Conv{rank}D "
-                    f"= {result['ratio']:.3f} (medians {result['group_ms']:.1f} / "
-                    f"{result['plain_ms']:.1f} ms); build {result['group_build_ms']:.2f} ms "
+                    f"= {result['ratio']:.3f} {_spread(result)} "
+                    f"(medians {result['group_ms']:.1f} / {result['plain_ms']:.1f} ms); "
+                    f"build {result['group_build_ms']:.2f} ms "
                     f"(Conv{rank}D {result['plain_build_ms']:.2f} ms)",
                     flush=True,
                 )

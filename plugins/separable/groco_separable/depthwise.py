@@ -21,6 +21,9 @@ from groco_core.layers.conv import (
     add_kernel_and_bias,
     keyword_arguments,
     split_group_axis,
+    tiled_bias,
+    torch_compiling,
+    torch_conv_channels_last,
 )
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 
@@ -80,6 +83,7 @@ def depthwise_correlation(
     dilation_rate: tuple[int, ...],
     formulation: str,
     paddings: tuple[tuple[int, int], ...] | None = None,
+    bias: Any = None,
 ) -> Any:
     """Depthwise cross-correlation, channels last, with one of four formulations.
 
@@ -89,6 +93,7 @@ def depthwise_correlation(
         strides, dilation_rate: per spatial axis.
         paddings: zeros `(before, after)` added to each spatial axis first; None: none
             ('valid').
+        bias: `(C·M,)` added to the output, or None.
         formulation: `"depthwise_conv"` (`keras.ops.depthwise_conv`, 1 or 2 spatial axes),
             `"grouped_conv"` (`keras.ops.conv` with `C` feature groups), `"patches"` (the
             shifted windows stacked on a new axis, contracted with the kernel by one einsum)
@@ -97,6 +102,33 @@ def depthwise_correlation(
     Returns:
         `(batch, *out_spatial, C·M)`.
     """
+    if (
+        formulation in ("depthwise_conv", "grouped_conv")
+        and keras.backend.backend() == "torch"
+        and not torch_compiling()
+    ):
+        # One kernel on PyTorch: a grouped convolution on the channels-last memory as it is
+        # (P4M, 32 fields, 28×28, batch 8, forward + backward: 3×3 3.0 against 10.9 ms, 5×5
+        # 11 against 40 ms through keras.ops's channels-first copies).
+        rank = len(strides)
+        channels, multiplier = kernel.shape[-2], kernel.shape[-1]
+        grouped = ops.reshape(kernel, (*kernel.shape[:rank], 1, channels * multiplier))
+        zero = ((0, 0),) * rank
+        return torch_conv_channels_last(
+            x, grouped, strides, paddings or zero, dilation_rate, groups=channels, bias=bias
+        )
+    y = _depthwise_correlation(x, kernel, strides, dilation_rate, formulation, paddings)
+    return y if bias is None else ops.add(y, bias)
+
+
+def _depthwise_correlation(
+    x: Any,
+    kernel: Any,
+    strides: tuple[int, ...],
+    dilation_rate: tuple[int, ...],
+    formulation: str,
+    paddings: tuple[tuple[int, int], ...] | None,
+) -> Any:
     rank = len(strides)
     kernel_size = tuple(kernel.shape[:rank])
     channels, multiplier = kernel.shape[-2], kernel.shape[-1]
@@ -105,6 +137,8 @@ def depthwise_correlation(
         x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
         padded = False
     if formulation == "depthwise_conv":
+        if _tf_swapped_kernel_gradient(kernel, strides, dilation_rate):
+            return _tf_depthwise(x, kernel)
         return ops.depthwise_conv(
             x, kernel, strides, "valid", "channels_last", dilation_rate=dilation_rate
         )
@@ -142,6 +176,54 @@ def _on_jax_cpu() -> bool:
     import jax
 
     return jax.default_backend() == "cpu"
+
+
+def _tf_swapped_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tuple) -> bool:
+    """Whether `_tf_depthwise` runs this depthwise convolution: on TensorFlow, 2 spatial axes,
+    a kernel of more than 3×3 points, strides and dilation 1, `depth_multiplier` 1. TensorFlow's
+    kernel gradient of a 3×3 depthwise convolution is fast; from 4×4 on it is about twice as
+    slow as `_tf_depthwise`'s (`(8, 28, 28, 256)`, 5×5: 12.1 against 4.7 ms; `(8, 112, 112,
+    64)`, 5×5: 44 against 14 ms; `(2, 56, 56, 128)`, 7×7: 10.8 against 3.2 ms)."""
+    return (
+        keras.backend.backend() == "tensorflow"
+        and len(strides) == 2
+        and int(np.prod(kernel.shape[:2])) > 9
+        and kernel.shape[-1] == 1
+        and all(s == 1 for s in strides)
+        and all(d == 1 for d in dilation_rate)
+    )
+
+
+def _tf_depthwise(x: Any, kernel: Any) -> Any:
+    """'valid' depthwise correlation of `x` `(N, H, W, C)` with `kernel` `(kh, kw, C, 1)` on
+    TensorFlow, whose kernel gradient is itself a depthwise correlation with the roles swapped:
+    `dψ(r, c) = Σ_n Σ_p x(n, p + r, c) g(n, p, c)` is the correlation of the input, with batch
+    and channels merged into `N·C` channels of one image, with the output gradient as an
+    `(H', W')` kernel; summed over `n`."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def depthwise(x, kernel):
+        def gradient(upstream):
+            input_gradient = tf.compat.v1.nn.depthwise_conv2d_native_backprop_input(
+                tf.shape(x), kernel, upstream, [1, 1, 1, 1], "VALID"
+            )
+            shape = tf.shape(x)
+            batch, channels = shape[0], shape[3]
+            up = tf.shape(upstream)
+            # (N, H, W, C) → (1, H, W, N·C): only the batch axis moves; C stays contiguous.
+            image = tf.reshape(tf.transpose(x, (1, 2, 0, 3)), (1, shape[1], shape[2], -1))
+            filters = tf.reshape(tf.transpose(upstream, (1, 2, 0, 3)), (up[1], up[2], -1, 1))
+            swapped = tf.nn.depthwise_conv2d(image, filters, [1, 1, 1, 1], "VALID")
+            kernel_shape = tf.shape(kernel)
+            per_sample = tf.reshape(swapped, (kernel_shape[0], kernel_shape[1], batch, channels))
+            kernel_gradient = tf.reduce_sum(per_sample, axis=2)[..., None]
+            return input_gradient, tf.cast(kernel_gradient, kernel.dtype)
+
+        y = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
+        return y, gradient
+
+    return depthwise(tf.convert_to_tensor(x), tf.convert_to_tensor(kernel))
 
 
 def _windows(x: Any, geometry: tuple) -> list[Any]:
@@ -352,6 +434,14 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
             shape = ops.shape(x)
             x = ops.reshape(x, (shape[0], *shape[1:-2], elements * self.in_channels))
         paddings = self._paddings(tuple(x.shape[1 : 1 + self.rank]))
+        bias = None
+        if self.use_bias:  # in the convolution's channel order
+            if self.lifting:  # channel c·|H|·M + h·M + m has bias c·M + m
+                bias = ops.reshape(self.bias, (self.in_channels, 1, self.filters))
+                bias = ops.broadcast_to(bias, (self.in_channels, elements, self.filters))
+                bias = ops.reshape(bias, (-1,))
+            else:  # channel h·C·M + c·M + m
+                bias = tiled_bias(self.bias, elements)
         y = depthwise_correlation(
             x,
             cached_transformed_kernel(self),
@@ -359,14 +449,14 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
             self.dilation_rate,
             self._formulation(),
             paddings,
+            bias,
         )
-        bias = self.bias if self.use_bias else None
         if self.lifting:
             # channel c·|H|·M + h·M + m → (h, c·M + m)
             shape = ops.shape(y)
             y = ops.reshape(y, (shape[0], *shape[1:-1], self.in_channels, elements, self.filters))
             y = ops.reshape(ops.swapaxes(y, -3, -2), (*shape[:-1], -1))
-        y = split_group_axis(y, elements, self.output_channels, bias)  # channel h·C·M + c·M + m
+        y = split_group_axis(y, elements, self.output_channels)  # channel h·C·M + c·M + m
         if self.activation is not None:
             y = self.activation(y)
         return ops.moveaxis(y, -1, 1) if channels_first else y
