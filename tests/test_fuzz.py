@@ -1,8 +1,10 @@
 """Fuzzing: random layer configurations are either exactly equivariant or refused clearly.
 
-Hypothesis draws a group (the line, the square lattice and the cubic lattice; the hexagonal
-plugin checks its own lattice with `groco check`), a layer kind, kernel size, strides,
-dilation, padding, input size, data format and subgroup. Each configuration must either
+Hypothesis draws a group (the line, the square, hexagonal and cubic lattices), a layer kind,
+kernel size, strides, dilation, padding, input size, data format and subgroup. On the
+hexagonal lattice the input size is odd (the group maps the grid of an even-sized array off
+itself) and the input is zero outside the inscribed hexagon, which the group maps onto
+itself; outputs are compared inside their own hexagon. Each configuration must either
 (a) be refused at construction or on its first call with a `ValueError` / `TypeError` whose
 message names what is wrong, or (b) run and be equivariant to float32 round-off under every
 element of the group its output lives on, checked with the transforms written in
@@ -22,7 +24,7 @@ import pytest
 from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from transforms import max_equivariance_error
+from transforms import hexagon_mask, max_equivariance_error
 
 import groco_core
 from groco_core import get_group, list_groups
@@ -39,8 +41,8 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# Lattices whose matrices are signed permutations (the test's own transforms apply).
-LATTICES = ("line", "square", "cubic")
+# Lattices the test's own transforms (tests/transforms.py) act on.
+LATTICES = ("line", "square", "hexagonal", "cubic")
 KINDS = (
     "lifting_conv",
     "group_conv",
@@ -69,26 +71,32 @@ NAMED = (
 )
 
 
-def _groups(dimension: int) -> list[str]:
-    groups = [g for g in list_groups(dimension) if g.lattice in LATTICES]
+def _groups(dimension: int, lattices: tuple[str, ...] = LATTICES) -> list[str]:
+    groups = [g for g in list_groups(dimension) if g.lattice in lattices]
     if dimension == 3:  # keep the volumes' convolutions cheap
         groups = [g for g in groups if g.order <= 8]
     return sorted(g.name for g in groups)
 
 
 @st.composite
-def configurations(draw):
+def configurations(draw, lattices: tuple[str, ...] = LATTICES):
     kind = draw(st.sampled_from(KINDS))
-    dimension = 2 if kind in ("depthwise", "separable") else draw(st.sampled_from((1, 2, 3)))
-    group = get_group(draw(st.sampled_from(_groups(dimension))))
+    dimensions = sorted({g.dimension for g in list_groups() if g.lattice in lattices})
+    if kind in ("depthwise", "separable"):
+        dimensions = [2]
+    dimension = draw(st.sampled_from(dimensions))
+    group = get_group(draw(st.sampled_from(_groups(dimension, lattices))))
     subgroups = sorted(name for name in group.subgroups if get_group(name).lattice == group.lattice)
     subgroup = draw(st.sampled_from([None, *subgroups]))
     biggest = {1: 9, 2: 8, 3: 5}[dimension]
+    size = draw(st.integers(1, biggest))
+    if group.lattice == "hexagonal" and size % 2 == 0:
+        size += 1
     return {
         "kind": kind,
         "group": group.name,
         "subgroup": subgroup,
-        "size": draw(st.integers(1, biggest)),
+        "size": size,
         "kernel": draw(st.integers(1, 4)),
         "strides": draw(st.integers(1, 3)),
         "dilation": draw(st.sampled_from((1, 1, 2))),
@@ -164,7 +172,17 @@ def _input(config: dict, on_group: bool, input_group: str, rng) -> np.ndarray:
         shape = (1, channels, *spatial, *order)
     else:
         shape = (1, *spatial, *order, channels)
-    return rng.normal(size=shape).astype("float32")
+    x = rng.normal(size=shape).astype("float32")
+    if _hexagonal(config) and spatial:
+        first = 2 if config["channels_first"] else 1
+        mask_shape = [1] * len(shape)
+        mask_shape[first : first + 2] = spatial
+        x = x * hexagon_mask(spatial[0]).reshape(mask_shape)
+    return x
+
+
+def _hexagonal(config: dict) -> bool:
+    return get_group(config["group"]).lattice == "hexagonal"
 
 
 def _check(config: dict) -> str:
@@ -193,6 +211,7 @@ def _check(config: dict) -> str:
         None if output_group is None else get_group(output_group).matrices,
         channels_last=channels_last,
         spatial_dims=spatial_dims,
+        hexagonal=_hexagonal(config),
     )
     assert error <= 1e-5 * max(1.0, float(np.max(np.abs(y)))), (config, error)
     return "equivariant"
@@ -200,6 +219,13 @@ def _check(config: dict) -> str:
 
 @given(configurations())
 def test_every_configuration_is_equivariant_or_refused(config):
+    assert _check(config) in ("equivariant", "refused")
+
+
+@given(configurations(lattices=("hexagonal",)))
+def test_every_hexagonal_configuration_is_equivariant_or_refused(config):
+    # The hexagonal groups of the example plugin (groco-hexagonal, installed by `make
+    # install`), drawn on their own so that every run covers them.
     assert _check(config) in ("equivariant", "refused")
 
 
@@ -227,3 +253,16 @@ def test_regression_transposed_conv_with_an_empty_output_is_refused():
     ):
         layer(np.zeros((1, 1, 1, 2), "float32"))
     assert layer.compute_output_shape((1, 3, 1, 2)) == (1, 2, 1, 3)
+
+
+def test_regression_hexagonal_output_without_a_centre_point_is_refused(rng):
+    # Found by the fuzzer: on the hexagonal lattice a strided output of even size (input 3,
+    # kernel 1, stride 2: the points at offsets ±1 of the centre) was computed, though a 60°
+    # turn maps that grid off itself. Odd output sizes keep the centre and stay equivariant.
+    layer = groco_core.GroupConv2D(2, 1, strides=2, group="P6M")
+    with pytest.raises(ValueError, match=r"input size 3 gives output size 2, which is even"):
+        layer(np.zeros((1, 3, 3, 2), "float32"))
+    x = rng.normal(size=(1, 5, 5, 2)).astype("float32") * hexagon_mask(5)[None, :, :, None]
+    group = get_group("P6M")
+    error = max_equivariance_error(layer, x, group.matrices, None, group.matrices, hexagonal=True)
+    assert error < 1e-5

@@ -51,6 +51,19 @@ def test_training_mode_normalizes_over_batch_space_and_group(rng):
     np.testing.assert_allclose(
         ops.convert_to_numpy(layer.moving_mean), 0.01 * mean, rtol=1e-4, atol=1e-6
     )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(layer.moving_variance), 0.99 + 0.01 * variance, rtol=1e-5
+    )
+
+
+def test_inference_uses_the_moving_statistics_per_channel(rng):
+    layer = GroupBatchNormalization(group="P4M", epsilon=1e-3)
+    x = signal(rng, (2, 3, 3, 8, 5))
+    layer(x)
+    randomize_weights(layer, rng)
+    gamma, beta, mean, variance = layer.get_weights()
+    expected = (x - mean) / np.sqrt(variance + 1e-3) * gamma + beta
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("training", [False, True])

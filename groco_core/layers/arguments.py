@@ -94,6 +94,40 @@ def check_window_in_support(
         )
 
 
+def check_centre_point(
+    layer_name: str,
+    group: PointGroup,
+    spatial: tuple,
+    paddings: tuple,
+    extents: tuple[int, ...],
+    strides: tuple[int, ...],
+) -> None:
+    """Refuses an output grid of even size where `group` needs a centre point.
+
+    A centred grid of even size has its centre between points; the flips and axis swaps of
+    a signed permutation map such a grid onto itself, other matrices do not (the hexagonal
+    lattice's 60° turn, in axial coordinates, moves the offset `(½, ½)` to `(−½, 1)`). On
+    such a group the output grid must contain the input's centre point: an odd size on every
+    axis. Sizes not known yet (None) are not checked.
+    """
+    matrices = np.abs(np.asarray(group.matrices))
+    if np.all(matrices.sum(axis=-2) == 1) and np.all(matrices <= 1):
+        return
+    for n, padding, extent, stride in zip(spatial, paddings, extents, strides, strict=True):
+        if n is None or padding is None:
+            continue
+        out = (n + sum(padding) - extent) // stride + 1
+        if out >= 1 and out % 2 == 0:
+            raise ValueError(
+                f"{layer_name}: group {group.name} ({group.lattice} lattice) maps an output "
+                f"grid onto itself only when it has a centre point, but input size {n} gives "
+                f"output size {out}, which is even. Received: input size {n}, kernel extent "
+                f"{extent}, strides={stride}, padding {padding}. Use an input of odd size "
+                f"whose output is odd too (e.g. size {n + 1 if n % 2 == 0 else n + stride}), "
+                "or pass allow_non_equivariance=True."
+            )
+
+
 def keras_padding(size: int, extent: int, stride: int, padding: str) -> tuple[int, int]:
     """The (before, after) padding Keras uses for "valid" or "same"."""
     if padding == "valid":

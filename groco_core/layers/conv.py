@@ -117,14 +117,15 @@ def split_group_axis(y: Any, elements: int, fields: int, bias: Any = None) -> An
         return reshape(y, split_shape)
     if torch_compiling():
         return ops.add(ops.reshape(y, split_shape), bias)
-    return reshape(ops.add(y, tiled_bias(bias, elements)), split_shape)
+    return reshape(ops.add(y, tile_over_group(bias, elements)), split_shape)
 
 
-def tiled_bias(bias: Any, elements: int) -> Any:
-    """`bias` `(fields,)` repeated `elements` times: the bias of the merged axis
-    `(elements·fields,)`. Public for layer plugins."""
-    fields = bias.shape[0]
-    return reshape(ops.broadcast_to(bias, (elements, fields)), (elements * fields,))
+def tile_over_group(vector: Any, elements: int) -> Any:
+    """`vector` `(fields,)` repeated `elements` times: the same per-field values (a bias, a
+    batch norm's statistics) on the merged axis `(elements·fields,)`, channel
+    `h·fields + c`. Public for layer plugins."""
+    fields = vector.shape[0]
+    return reshape(ops.broadcast_to(vector, (elements, fields)), (elements * fields,))
 
 
 def torch_conv_channels_last(
@@ -431,6 +432,15 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
                     strict=True,
                 )
             )
+            if not self.allow_non_equivariance:
+                arguments.check_centre_point(
+                    type(self).__name__,
+                    self.subgroup,
+                    key,
+                    self._padding_cache[key],
+                    self._extents,
+                    self.strides,
+                )
         return self._padding_cache[key]
 
     def _conv_padding(self, spatial: tuple) -> tuple[str, tuple[tuple[int, int], ...] | None]:
@@ -578,13 +588,16 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         spatial = tuple(x.shape[1 : 1 + self.rank])
         if eager_torch():
             paddings = self._paddings(spatial)
+            bias = None
+            if self.use_bias:
+                bias = tile_over_group(self.bias, len(self._output_elements))
             y = torch_conv_channels_last(
                 x,
                 cached_transformed_kernel(self),
                 self.strides,
                 paddings,
                 self.dilation_rate,
-                bias=tiled_bias(self.bias, len(self._output_elements)) if self.use_bias else None,
+                bias=bias,
             )
             return self._finish(y, channels_first, bias_added=True)
         conv_padding, explicit = self._conv_padding(spatial)

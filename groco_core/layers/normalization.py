@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers.arguments import check_group_axis
+from groco_core.layers.conv import reshape, tile_over_group
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
@@ -129,6 +131,55 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
             group_axis = rank - 2 if channel_axis == rank - 1 else rank - 1
             check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
         super().build(input_shape)
+
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        """Keras's batch normalization, run on the group axis merged into the channels.
+
+        The channels-last input `(..., |G|, C)` is normalized as `(..., |G|·C)` with the
+        per-channel statistics and parameters tiled `|G|` times: the same numbers, but the
+        per-channel arithmetic broadcasts over a long last axis instead of a short one
+        (TensorFlow, P4M, `(32, 28, 28, 8, 16)`, inference against a `BatchNormalization` on
+        `(32, 28, 28, 128)`: 1.17 → 0.99 in `benchmarks/overhead.py`). Training statistics
+        come from the merged axis too: per merged channel, then combined over the group axis
+        (equal counts, so the mean of the means, and the mean of the variances plus the
+        variance of the means). Renormalization, synchronized statistics, a mask and
+        `channels_first` run as Keras runs them.
+        """
+        rank = len(inputs.shape)
+        channels_last = self.axis % rank == rank - 1
+        if self.renorm or self.synchronized or mask is not None or not channels_last:
+            return super().call(inputs, training=training, mask=mask)
+        elements, channels = inputs.shape[-2], inputs.shape[-1]
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        shape = ops.shape(x)
+        merged = reshape(x, (*shape[:-2], elements * channels))
+        moving_mean = ops.cast(self.moving_mean, x.dtype)
+        moving_variance = ops.cast(self.moving_variance, x.dtype)
+        if training and self.trainable:
+            axes = tuple(range(rank - 2))
+            means, variances = ops.moments(merged, axes)
+            means = ops.reshape(means, (elements, channels))
+            variances = ops.reshape(variances, (elements, channels))
+            mean = ops.mean(means, axis=0)
+            variance = ops.mean(variances, axis=0) + ops.var(means, axis=0)
+            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                moving_variance * self.momentum + variance * (1.0 - self.momentum)
+            )
+        else:
+            mean, variance = moving_mean, moving_variance
+        gamma = tile_over_group(ops.cast(self.gamma, x.dtype), elements) if self.scale else None
+        beta = tile_over_group(ops.cast(self.beta, x.dtype), elements) if self.center else None
+        outputs = ops.batch_normalization(
+            merged,
+            tile_over_group(mean, elements),
+            tile_over_group(variance, elements),
+            axis=-1,
+            offset=beta,
+            scale=gamma,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(reshape(outputs, shape), self.compute_dtype)
 
     def export_plain(self, inputs: Any) -> Any:
         """A stock `keras.layers.BatchNormalization` with the same configuration and weights."""

@@ -134,7 +134,8 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         return tuple(shape[start : start + self.rank])
 
     def _paddings(self, spatial: tuple) -> tuple[tuple[int, int], ...]:
-        return tuple(
+        spatial = tuple(None if n is None else int(n) for n in spatial)
+        paddings = tuple(
             arguments.equivariant_padding(
                 None if n is None else int(n),
                 p,
@@ -148,6 +149,11 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             )
             for n, p, s in zip(spatial, self.pool_size, self.strides, strict=True)
         )
+        if not self.allow_non_equivariance:
+            arguments.check_centre_point(
+                type(self).__name__, self.subgroup, spatial, paddings, self.pool_size, self.strides
+            )
+        return paddings
 
     def _explicit_padding(self, spatial: tuple) -> tuple[tuple[int, int], ...] | None:
         """Zero padding the layer adds itself (the `_equiv` options), or None; an axis of

@@ -21,7 +21,7 @@ from groco_core.layers.conv import (
     add_kernel_and_bias,
     keyword_arguments,
     split_group_axis,
-    tiled_bias,
+    tile_over_group,
     torch_compiling,
     torch_conv_channels_last,
 )
@@ -441,7 +441,7 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
                 bias = ops.broadcast_to(bias, (self.in_channels, elements, self.filters))
                 bias = ops.reshape(bias, (-1,))
             else:  # channel h·C·M + c·M + m
-                bias = tiled_bias(self.bias, elements)
+                bias = tile_over_group(self.bias, elements)
         y = depthwise_correlation(
             x,
             cached_transformed_kernel(self),

@@ -22,7 +22,7 @@ from groco_core.layers.conv import (
     BaseGroupConv,
     keyword_arguments,
     split_group_axis,
-    tiled_bias,
+    tile_over_group,
     torch_compiling,
     torch_conv_channels_last,
 )
@@ -58,7 +58,7 @@ class PointwiseGroupConv(BaseGroupConv):
         elements = len(self._output_elements)
         if keras.backend.backend() == "torch" and not torch_compiling():
             zero, ones = ((0, 0),) * self.rank, (1,) * self.rank
-            bias = tiled_bias(self.bias, elements) if self.use_bias else None
+            bias = tile_over_group(self.bias, elements) if self.use_bias else None
             y = torch_conv_channels_last(x, kernel, ones, zero, ones, bias=bias)
             y = split_group_axis(y, elements, self.filters)
         else:
