@@ -276,8 +276,8 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         else:
             lines += [
                 "| group | kernel | params full / separable | full ms | separable ms "
-                "(default formulation) | speedup | goal |",
-                "|---|---|---|---|---|---|---|",
+                "(default formulation) | speedup | kernel-1 floor ms (bound) | goal |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             for row in result["separable"]:
                 default = f"Separable[{row['default_formulation']}]"
@@ -286,6 +286,7 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
                     f"{row['params_group_conv']} / {row['params_separable']} | "
                     f"{row['step_ms']['GroupConv']:.1f} | {row['step_ms'][default]:.1f} "
                     f"({row['default_formulation']}) | {row['speedup_default']:.2f} | "
+                    f"{row['floor_ms']:.1f} ({row['speedup_bound']:.1f}×) | "
                     f"{_separable_goal(row)} |"
                 )
         memory = result["worker"]["memory"]
