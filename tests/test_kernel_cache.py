@@ -105,24 +105,70 @@ def test_eager_calls_reuse_the_kernel_where_the_backend_can_tell():
         assert "_groco_kernel_cache" not in layer.__dict__  # autograd on: nothing kept
         with torch.no_grad():
             layer(x)
-            kept = layer.__dict__["_groco_kernel_cache"][2]
+            kept = layer.__dict__["_groco_kernel_cache"][1]
             layer(x)
-            assert layer.__dict__["_groco_kernel_cache"][2] is kept
+            assert layer.__dict__["_groco_kernel_cache"][1] is kept
             layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
             out = keras.ops.convert_to_numpy(layer(x))
-            assert layer.__dict__["_groco_kernel_cache"][2] is not kept
+            assert layer.__dict__["_groco_kernel_cache"][1] is not kept
     else:
         layer(x)
         kept = layer.__dict__.get("_groco_kernel_cache")
         if BACKEND == "jax":
             assert kept is not None
             layer(x)
-            assert layer.__dict__["_groco_kernel_cache"][2] is kept[2]
+            assert layer.__dict__["_groco_kernel_cache"][1] is kept[1]
         else:
             assert kept is None
         layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
         out = keras.ops.convert_to_numpy(layer(x))
     np.testing.assert_allclose(out, 0.0)  # zero kernel, zero bias
+
+
+def _no_grad():
+    if BACKEND == "torch":
+        import torch
+
+        return torch.no_grad()
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_a_stateless_call_uses_the_scope_values():
+    """Inside a `keras.StatelessScope` the layer reads the scope's values: a kernel kept from
+    an ordinary call must not be served there, nor the scope's kernel afterwards."""
+    layer, shape = LAYERS["conv"][0](), LAYERS["conv"][1]
+    x = np.random.default_rng(3).normal(size=shape).astype("float32")
+    with _no_grad():
+        before = keras.ops.convert_to_numpy(layer(x))
+        layer(x)  # kept where the backend can tell
+        zeros = [(v, keras.ops.zeros(v.shape, v.dtype)) for v in layer.trainable_variables]
+        with keras.StatelessScope(state_mapping=zeros):
+            inside = keras.ops.convert_to_numpy(layer(x))
+        after = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_allclose(inside, 0.0)
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
+
+
+def test_mixed_precision_calls_get_a_kernel_of_their_dtype():
+    """Under a float16 policy the kernel is read as a cast copy: the output is float16 and
+    follows a change of the weights."""
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer, shape = LAYERS["conv"][0](), LAYERS["conv"][1]
+        x = np.random.default_rng(4).normal(size=shape).astype("float32")
+        with _no_grad():
+            first = layer(x)
+            assert keras.backend.standardize_dtype(first.dtype) == "float16"
+            layer(x)
+            layer.kernel.assign(2.0 * keras.ops.convert_to_numpy(layer.kernel))
+            bias = keras.ops.convert_to_numpy(layer.bias)
+            second = keras.ops.convert_to_numpy(layer(x)).astype("float32")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    expected = 2.0 * (keras.ops.convert_to_numpy(first).astype("float32") - bias) + bias
+    np.testing.assert_allclose(second, expected, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("permutations", [True, False])

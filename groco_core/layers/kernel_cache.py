@@ -11,8 +11,12 @@ weight is unchanged:
   every assignment, optimizer update and `load_weights` bumps.
 - JAX, called eagerly (outside `jit`): keyed on the identity of each weight's array; JAX
   arrays are immutable, so an assignment installs a new array.
-- Elsewhere (TensorFlow, any traced or compiled call, a stateless call): recomputed every
-  call, inside the compiled graph, as before.
+- Elsewhere (TensorFlow, any traced or compiled call): recomputed every call, inside the
+  compiled graph, as before.
+
+The key is what each weight's `value` returns, so a call inside a `keras.StatelessScope` is
+keyed on the scope's values, and under mixed precision (a fresh cast copy per read) nothing
+is reused.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras.src.backend.common.stateless_scope import in_stateless_scope
-from keras.src.backend.common.variables import get_autocast_scope
 
 
 def _source_variables(layer: keras.layers.Layer) -> list[Any]:
@@ -33,12 +35,15 @@ def _source_variables(layer: keras.layers.Layer) -> list[Any]:
 
 
 def _weights_key(variables: list[Any]) -> tuple | None:
-    """What identifies the current values of `variables`, or None where it cannot be known
-    for certain (then nothing is cached)."""
-    if in_stateless_scope():
-        return None
+    """What identifies the values the layer reads from `variables` now, or None where it
+    cannot be known for certain (then nothing is cached).
+
+    The key holds what `variable.value` returns, which is what `transformed_kernel` reads:
+    inside a `keras.StatelessScope` the scope's value, under mixed precision a cast copy (a
+    new tensor on every read, so such calls never reuse the cache, and never a kernel of the
+    wrong dtype)."""
     backend = keras.backend.backend()
-    values = [variable._value for variable in variables]
+    values = [variable.value for variable in variables]
     if backend == "torch":
         import torch
 
@@ -71,11 +76,9 @@ def cached_transformed_kernel(layer: keras.layers.Layer) -> Any:
     key = _weights_key(_source_variables(layer))
     if key is None:
         return layer.transformed_kernel()
-    scope = get_autocast_scope()
-    dtype = None if scope is None else scope.dtype
     cache = layer.__dict__.get("_groco_kernel_cache")
-    if cache is not None and cache[1] == dtype and _same(cache[0], key):
-        return cache[2]
+    if cache is not None and _same(cache[0], key):
+        return cache[1]
     kernel = layer.transformed_kernel()
-    layer.__dict__["_groco_kernel_cache"] = (key, dtype, kernel)
+    layer.__dict__["_groco_kernel_cache"] = (key, kernel)
     return kernel

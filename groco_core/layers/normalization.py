@@ -139,7 +139,7 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
         per-channel statistics and parameters tiled `|G|` times: the same numbers, but the
         per-channel arithmetic broadcasts over a long last axis instead of a short one
         (TensorFlow, P4M, `(32, 28, 28, 8, 16)`, inference against a `BatchNormalization` on
-        `(32, 28, 28, 128)`: 1.17 → 0.99 in `benchmarks/overhead.py`). Training statistics
+        `(32, 28, 28, 128)`: 1.17–1.35 → 0.99–1.04 in `benchmarks/overhead.py`). Training statistics
         come from the merged axis too: per merged channel, then combined over the group axis
         (equal counts, so the mean of the means, and the mean of the variances plus the
         variance of the means). Renormalization, synchronized statistics, a mask and
