@@ -227,7 +227,8 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         f"{importlib.metadata.version('keras')}, {versions}, groco "
         f"{importlib.metadata.version('groco')}",
         f"- repeats: {settings.repeats} interleaved repeats of {settings.steps} step(s) per "
-        f"overhead row; export: {settings.export_repeats} repeats of 5 calls; medians throughout",
+        f"overhead row (ratio: the median of the per-repeat ratios); export: "
+        f"{settings.export_repeats} repeats of 5 calls; medians throughout",
         f"- command: `{command}`",
         "- escnn comparison: [RESULTS-peers.md](RESULTS-peers.md) (`make bench-peers`)",
         "",
