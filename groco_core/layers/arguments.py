@@ -122,9 +122,8 @@ def check_centre_point(
                 f"{layer_name}: group {group.name} ({group.lattice} lattice) maps an output "
                 f"grid onto itself only when it has a centre point, but input size {n} gives "
                 f"output size {out}, which is even. Received: input size {n}, kernel extent "
-                f"{extent}, strides={stride}, padding {padding}. Use an input of odd size "
-                f"whose output is odd too (e.g. size {n + 1 if n % 2 == 0 else n + stride}), "
-                "or pass allow_non_equivariance=True."
+                f"{extent}, strides={stride}, padding {padding}. Use an input size whose "
+                "output size is odd, or pass allow_non_equivariance=True."
             )
 
 

@@ -137,7 +137,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         spatial = tuple(None if n is None else int(n) for n in spatial)
         paddings = tuple(
             arguments.equivariant_padding(
-                None if n is None else int(n),
+                n,
                 p,
                 s,
                 self.padding,
