@@ -153,8 +153,8 @@ def torch_conv_channels_last(
         paddings: zeros `(before, after)` per spatial axis.
         groups: feature groups, as in `keras.ops.conv` (`C` for a depthwise convolution).
         bias: `(F,)` or None. Added by the convolution itself: oneDNN adds it while it writes
-            the output, where a separate add is one more pass over it (inference of a P4M
-            layer, `(32, 28, 28, 128)`, 3×3: 18.5 against 29 ms).
+            the output, where a separate add is one more pass over it (inference,
+            `(32, 28, 28, 128)`, 3×3: 20.3 against 22.6–22.8 ms; benchmarks/micro.py).
 
     Returns:
         `(batch, *out, F)`.

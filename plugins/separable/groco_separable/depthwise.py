@@ -108,8 +108,9 @@ def depthwise_correlation(
         and not torch_compiling()
     ):
         # One kernel on PyTorch: a grouped convolution on the channels-last memory as it is
-        # (P4M, 32 fields, 28×28, batch 8, forward + backward: 3×3 3.0 against 10.9 ms, 5×5
-        # 11 against 40 ms through keras.ops's channels-first copies).
+        # (`(8, 28, 28, 256)`, forward + backward: 3×3 3.9–4.6 against 20.0–22.0 ms, 5×5
+        # 13.1–17.3 against 50.3–55.7 ms through keras.ops's channels-first copy;
+        # benchmarks/micro.py).
         rank = len(strides)
         channels, multiplier = kernel.shape[-2], kernel.shape[-1]
         grouped = ops.reshape(kernel, (*kernel.shape[:rank], 1, channels * multiplier))
@@ -181,9 +182,10 @@ def _on_jax_cpu() -> bool:
 def _tf_swapped_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tuple) -> bool:
     """Whether `_tf_depthwise` runs this depthwise convolution: on TensorFlow, 2 spatial axes,
     a kernel of more than 3×3 points, strides and dilation 1, `depth_multiplier` 1. TensorFlow's
-    kernel gradient of a 3×3 depthwise convolution is fast; from 4×4 on it is about twice as
-    slow as `_tf_depthwise`'s (`(8, 28, 28, 256)`, 5×5: 12.1 against 4.7 ms; `(8, 112, 112,
-    64)`, 5×5: 44 against 14 ms; `(2, 56, 56, 128)`, 7×7: 10.8 against 3.2 ms)."""
+    kernel gradient of a 3×3 depthwise convolution is fast; above it is two to four times as
+    slow as `_tf_depthwise`'s (benchmarks/micro.py: `(8, 28, 28, 256)`, 5×5: 13.9–15.4
+    against 4.2–5.2 ms; `(8, 112, 112, 64)`, 5×5: 27.8–45.4 against 12.2–16.0 ms;
+    `(2, 56, 56, 128)`, 7×7: 9.3–10.4 against 2.8–3.2 ms)."""
     return (
         keras.backend.backend() == "tensorflow"
         and len(strides) == 2

@@ -1,0 +1,162 @@
+"""Timings of single operations behind the choices in the hot path, per backend.
+
+Each figure in docs/separable.md and docs/benchmarks.md that compares two ways of running one
+operation comes from here. The two ways run interleaved in one process; medians in ms.
+
+- torch: a depthwise convolution, forward and backward, on the channels-last input as a view
+  (what `torch_conv_channels_last` passes) against a contiguous channels-first copy (what
+  `keras.ops` passes); the pointwise product as a matmul against a 1×1 convolution; a
+  convolution with its bias added by the convolution against a separate add.
+- tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
+  swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
+  the input gradient, which its custom gradient computes too).
+- jax: an elementwise multiply whose result is `(..., 8, 16)` against `(..., 128)` (the
+  innermost loop XLA emits on a CPU).
+
+Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import keras
+
+
+def _interleaved(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    for case in cases.values():  # warm up (and compile)
+        for _ in range(3):
+            case()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            start = time.perf_counter()
+            case()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
+
+
+def _report(title: str, medians: dict[str, float]) -> None:
+    figures = ", ".join(f"{name} {ms:.2f} ms" for name, ms in medians.items())
+    print(f"{title}: {figures}", flush=True)
+
+
+def torch_cases(repeats: int) -> None:
+    import torch
+    import torch.nn.functional as tnn
+
+    channels = 256
+    x = torch.randn(8, 28, 28, channels, requires_grad=True)
+    g = torch.randn(8, 28, 28, channels)
+    for k in (3, 5):
+        w = torch.randn(channels, 1, k, k, requires_grad=True)
+
+        def view(k=k, w=w):
+            y = tnn.conv2d(x.permute(0, 3, 1, 2), w, padding=k // 2, groups=channels)
+            y.permute(0, 2, 3, 1).backward(g)
+
+        def copy(k=k, w=w):
+            first = x.permute(0, 3, 1, 2).contiguous()
+            y = tnn.conv2d(first, w, padding=k // 2, groups=channels)
+            y.permute(0, 2, 3, 1).backward(g)
+
+        _report(
+            f"torch depthwise {k}x{k} (8, 28, 28, 256) forward+backward",
+            _interleaved({"channels-last view": view, "channels-first copy": copy}, repeats),
+        )
+    w = torch.randn(channels, channels, requires_grad=True)
+
+    def matmul():
+        (x.reshape(-1, channels) @ w).reshape(x.shape).backward(g)
+
+    def conv1x1():
+        kernel = w.t().reshape(channels, channels, 1, 1)
+        tnn.conv2d(x.permute(0, 3, 1, 2), kernel).permute(0, 2, 3, 1).backward(g)
+
+    _report(
+        "torch pointwise (6272, 256) @ (256, 256) forward+backward",
+        _interleaved({"matmul": matmul, "1x1 convolution": conv1x1}, repeats),
+    )
+    x = torch.randn(32, 28, 28, 128)
+    w = torch.randn(128, 128, 3, 3)
+    b = torch.randn(128)
+
+    def separate():
+        with torch.no_grad():
+            tnn.conv2d(x.permute(0, 3, 1, 2), w, padding=1).permute(0, 2, 3, 1) + b
+
+    def fused():
+        with torch.no_grad():
+            tnn.conv2d(x.permute(0, 3, 1, 2), w, b, padding=1).permute(0, 2, 3, 1)
+
+    _report(
+        "torch convolution (32, 28, 28, 128) 3x3 inference",
+        _interleaved(
+            {"bias added separately": separate, "bias in the convolution": fused}, repeats
+        ),
+    )
+
+
+def tensorflow_cases(repeats: int) -> None:
+    import tensorflow as tf
+    from groco_separable.depthwise import _tf_depthwise
+
+    shapes = ((8, 28, 256, 3), (8, 28, 256, 5), (8, 112, 64, 5), (2, 56, 128, 7))
+    for batch, size, channels, k in shapes:
+        x = tf.random.normal((batch, size + k - 1, size + k - 1, channels))
+        w = tf.random.normal((k, k, channels, 1))
+        g = tf.random.normal((batch, size, size, channels))
+
+        @tf.function
+        def native(x=x, w=w, g=g, k=k, channels=channels):
+            return tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(
+                x, [k, k, channels, 1], g, [1, 1, 1, 1], "VALID"
+            )
+
+        @tf.function
+        def swapped(x=x, w=w, g=g):
+            with tf.GradientTape() as tape:
+                tape.watch(w)
+                y = _tf_depthwise(x, w)
+            return tape.gradient(y, w, output_gradients=g)
+
+        _report(
+            f"tensorflow depthwise kernel gradient {(batch, size, size, channels)} {k}x{k}",
+            _interleaved({"TensorFlow's": native, "swapped roles": swapped}, repeats),
+        )
+
+
+def jax_cases(repeats: int) -> None:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(32, 28, 28, 8, 16)), "float32")
+    v = jnp.ones((128,), "float32")
+    five = jax.jit(lambda x, v: (x.reshape(32, 28, 28, 128) * v).reshape(x.shape))
+    four = jax.jit(lambda x, v: x.reshape(32, 28, 28, 128) * v)
+    _report(
+        "jax multiply (32, 28, 28, 128) by (128,)",
+        _interleaved(
+            {
+                "result (..., 8, 16)": lambda: jax.block_until_ready(five(x, v)),
+                "result (..., 128)": lambda: jax.block_until_ready(four(x, v)),
+            },
+            repeats,
+        ),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    cases = {"torch": torch_cases, "tensorflow": tensorflow_cases, "jax": jax_cases}
+    cases[keras.backend.backend()](args.repeats)
+
+
+if __name__ == "__main__":
+    main()
