@@ -6,7 +6,10 @@ operation comes from here. The two ways run interleaved in one process; medians 
 - torch: a depthwise convolution, forward and backward, on the channels-last input as a view
   (what `torch_conv_channels_last` passes) against a contiguous channels-first copy (what
   `keras.ops` passes); the pointwise product as a matmul against a 1×1 convolution; a
-  convolution with its bias added by the convolution against a separate add.
+  convolution with its bias added by the convolution against a separate add; the `Oh`
+  kernel transformation (3×3×3, 4 fields in and out), forward and backward, gathered into the
+  convolution's weight layout (`KernelGather.torch_output_major`) against a gather followed
+  by a copy into Keras's layout.
 - tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
   the input gradient, which its custom gradient computes too).
@@ -96,6 +99,42 @@ def torch_cases(repeats: int) -> None:
         "torch convolution (32, 28, 28, 128) 3x3 inference",
         _interleaved(
             {"bias added separately": separate, "bias in the convolution": fused}, repeats
+        ),
+    )
+
+    _torch_kernel_transformation(repeats)
+
+
+def _torch_kernel_transformation(repeats: int) -> None:
+    import torch
+
+    from groco_core import GroupConv3D
+    from groco_core.layers import conv
+
+    layer = GroupConv3D(4, 3, group="Oh")
+    layer.build((4, 12, 12, 12, 48, 4))
+    kernel = layer._kernel.value
+    x = torch.randn(4, 12, 12, 12, 192)
+    no_padding = ((0, 0),) * 3
+
+    def step(transformed):
+        y = conv.torch_conv_channels_last(x, transformed, (1,) * 3, no_padding, (1,) * 3)
+        torch.autograd.grad(y, kernel, torch.ones_like(y))
+
+    def gather_and_copy():
+        moved = torch.moveaxis(layer._kernel_gather(kernel.reshape(-1, 4, 4)), 0, -2)
+        step(moved.reshape(3, 3, 3, 192, 192))
+
+    assert conv.eager_torch()
+    _report(
+        "torch Oh kernel transformation and convolution (4, 12, 12, 12, 192) 3x3x3, forward "
+        "and kernel gradient",
+        _interleaved(
+            {
+                "into the weight layout": lambda: step(layer.transformed_kernel()),
+                "gather, then copy": gather_and_copy,
+            },
+            repeats,
         ),
     )
 

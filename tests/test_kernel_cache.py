@@ -8,7 +8,7 @@ import pytest
 from autodiff import value_and_gradients
 from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
 
-from groco_core import GroupConv2D, GroupConv2DTranspose, GroupDense
+from groco_core import GroupConv2D, GroupConv2DTranspose, GroupConv3D, GroupDense, get_group
 
 BACKEND = keras.backend.backend()
 
@@ -197,3 +197,44 @@ def test_kernel_row_gather_and_its_gradient(permutations):
     expected = np.zeros_like(flat)
     np.add.at(expected, indices, weights)
     np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-5)
+
+    if keras.backend.backend() == "torch" and permutations:
+        # The gather into PyTorch's weight layout: `(|H|, F, ..., C)`, the same values.
+        import torch
+
+        output_major = gather.torch_output_major(torch.tensor(flat))
+        np.testing.assert_array_equal(output_major.numpy(), np.moveaxis(flat[indices], -1, 1))
+
+
+@pytest.mark.parametrize(
+    "group, fields, options",
+    [
+        ("Oh", (48, 2), {}),
+        ("O", (3,), {}),
+        ("P4M", (8, 3), {"subgroup": "P4"}),
+        ("P4", (4, 4), {"groups": 2}),
+    ],
+)
+def test_the_transformed_kernels_gradient_is_its_adjoint(group, fields, options):
+    """The kernel transformation is linear, `T(k)`, so the gradient `g` of `<T(k), U>` must
+    satisfy `<T(k'), U> = <k', g>` for every `k'`. Checked with random `k'` and `U`, on the
+    path the backend takes (PyTorch's own gather into its weight layout, TensorFlow's custom
+    gradient)."""
+    rank = get_group(group).dimension
+    layer = (GroupConv2D if rank == 2 else GroupConv3D)(2, 3, group=group, **options)
+    layer.build((2,) + (5,) * rank + fields)
+    rng = np.random.default_rng(3)
+    shape = tuple(layer._kernel.shape)
+    upstream = rng.normal(size=tuple(layer.transformed_kernel().shape)).astype("float32")
+
+    def inner_product(kernel):
+        with keras.StatelessScope(state_mapping=[(layer._kernel, kernel)]):
+            transformed = layer.transformed_kernel()
+        return keras.ops.sum(keras.ops.multiply(transformed, upstream))
+
+    kernel = rng.normal(size=shape).astype("float32")
+    _, (gradient,) = value_and_gradients(inner_product, kernel)
+    for _ in range(2):
+        other = rng.normal(size=shape).astype("float32")
+        value, _ = value_and_gradients(inner_product, other)
+        np.testing.assert_allclose(value, np.sum(other * gradient), rtol=1e-4, atol=1e-3)
