@@ -276,14 +276,17 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
             lines.append("not run")
         else:
             lines += [
-                "| group | kernel | params full / separable | full ms | separable ms "
+                "Position `inner`: the layer inside a network (its input gradient computed); "
+                "`first`: the model's first layer (none computed). See docs/separable.md.",
+                "",
+                "| position | group | kernel | params full / separable | full ms | separable ms "
                 "(default formulation) | speedup | kernel-1 floor ms (bound) | goal |",
-                "|---|---|---|---|---|---|---|---|",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for row in result["separable"]:
                 default = f"Separable[{row['default_formulation']}]"
                 lines.append(
-                    f"| {row['group']} | {row['kernel']}×{row['kernel']} | "
+                    f"| {row['position']} | {row['group']} | {row['kernel']}×{row['kernel']} | "
                     f"{row['params_group_conv']} / {row['params_separable']} | "
                     f"{row['step_ms']['GroupConv']:.1f} | {row['step_ms'][default]:.1f} "
                     f"({row['default_formulation']}) | {row['speedup_default']:.2f} | "

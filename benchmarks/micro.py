@@ -7,9 +7,11 @@ operation comes from here. The two ways run interleaved in one process; medians 
   (what `torch_conv_channels_last` passes) against a contiguous channels-first copy (what
   `keras.ops` passes); the pointwise product as a matmul against a 1×1 convolution; a
   convolution with its bias added by the convolution against a separate add; the `Oh`
-  kernel transformation (3×3×3, 4 fields in and out), forward and backward, gathered into the
-  convolution's weight layout (`KernelGather.torch_output_major`) against a gather followed
-  by a copy into Keras's layout.
+  kernel transformation (3×3×3, 4 fields in and out) and the convolution, forward and kernel
+  gradient, with the kernel gathered into the convolution's weight layout
+  (`KernelGather.torch_output_major`) against a gather followed by a copy into Keras's
+  layout; the kernel gradient of a 5×5 depthwise convolution, oneDNN's own against four 3×3
+  tiles (`groco_separable.depthwise._torch_depthwise`), and oneDNN's 3×3 one for reference.
 - tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
   the input gradient, which its custom gradient computes too).
@@ -136,6 +138,38 @@ def _torch_kernel_transformation(repeats: int) -> None:
             },
             repeats,
         ),
+    )
+
+    _torch_tiled_kernel_gradient(repeats)
+
+
+def _torch_tiled_kernel_gradient(repeats: int) -> None:
+    import torch
+    from groco_separable.depthwise import _torch_depthwise
+
+    from groco_core.layers.conv import torch_conv_channels_last
+
+    channels = 256
+    x = torch.randn(8, 28, 28, channels)
+    g = torch.randn(8, 28, 28, channels)
+    cases = {}
+    for k in (3, 5):
+        kernel = torch.randn(k, k, 1, channels, requires_grad=True)
+        same = ((k // 2, k // 2),) * 2
+
+        def own(kernel=kernel, same=same):
+            y = torch_conv_channels_last(x, kernel, (1, 1), same, (1, 1), groups=channels)
+            torch.autograd.grad(y, kernel, g)
+
+        def tiled(kernel=kernel, same=same):
+            torch.autograd.grad(_torch_depthwise(x, kernel, same, channels, None), kernel, g)
+
+        cases[f"oneDNN's {k}x{k}"] = own
+        if k > 3:
+            cases[f"3x3 tiles {k}x{k}"] = tiled
+    _report(
+        "torch depthwise (8, 28, 28, 256), forward and kernel gradient",
+        _interleaved(cases, repeats),
     )
 
 

@@ -10,7 +10,21 @@ the speedup). 3D: the same on `O` (the cube's rotations, when a plugin provides 
 volume. All models of one configuration train side by side in one process, steps
 interleaved (the order rotates every repeat), and the median step times are compared.
 
-Run: `KERAS_BACKEND=jax python benchmarks/separable.py [--repeats 7] [--steps 2] [--json]`
+Two positions of the layer (`--positions`):
+
+- `inner`: the layer inside a network, where its input comes from trainable layers and the
+  step computes the gradient of its input too. A signal on the group is always such an
+  input: a network's first layer lifts an image. Here a one-parameter layer (`Scale`, the
+  input times a trainable scalar) stands in for the layers before; both models pay for it.
+  Only the backend's default formulation and the floor are timed.
+- `first`: the layer's input is the model's input, so no step computes its gradient. This
+  spares the full `GroupConv` its largest product (the input gradient, as many FLOPs as its
+  forward pass), while the separable layer still needs the gradient of its pointwise part's
+  input (for its depthwise kernel), so the ratio is lower than inside a network. Every
+  formulation is timed.
+
+Run: `KERAS_BACKEND=jax python benchmarks/separable.py [--repeats 7] [--steps 2]
+[--positions inner first] [--json]`
 """
 
 from __future__ import annotations
@@ -33,9 +47,24 @@ CONFIGS = {
 }
 
 
-def _model(layer: keras.layers.Layer, shape: tuple[int, ...]) -> keras.Model:
+POSITIONS = ("inner", "first")
+
+
+class Scale(keras.layers.Layer):
+    """The input times one trainable scalar: the cheapest trainable layer, placed in front of
+    the benchmarked layer so that the train step needs that layer's input gradient."""
+
+    def build(self, input_shape: tuple) -> None:
+        self.scale = self.add_weight(shape=(), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * self.scale
+
+
+def _model(layer: keras.layers.Layer, shape: tuple[int, ...], position: str) -> keras.Model:
     inputs = keras.Input(shape)
-    model = keras.Model(inputs, layer(inputs))
+    x = Scale()(inputs) if position == "inner" else inputs
+    model = keras.Model(inputs, layer(x))
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     return model
 
@@ -47,7 +76,7 @@ def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int) ->
     return (time.perf_counter() - start) / steps
 
 
-def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int) -> dict:
+def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, position: str) -> dict:
     """Median train-step times of GroupConv and of SeparableGroupConv per formulation."""
     config = CONFIGS[f"{rank}d"]
     group, fields, size = config["group"], config["fields"], config["size"]
@@ -55,16 +84,19 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int) -> dic
     shape = (size,) * rank + (order, fields)
     full_class = GroupConv2D if rank == 2 else GroupConv3D
     separable_class = SeparableGroupConv2D if rank == 2 else SeparableGroupConv3D
+    chosen = FASTEST_FORMULATION[keras.backend.backend()][rank]
     formulations = FORMULATIONS if rank == 2 else FORMULATIONS[1:]
+    if position == "inner":
+        formulations = (chosen,)
     options = {"group": group, "padding": "same_equiv"}
-    models = {"GroupConv": _model(full_class(fields, kernel, **options), shape)}
+    models = {"GroupConv": _model(full_class(fields, kernel, **options), shape, position)}
     for formulation in formulations:
         layer = separable_class(fields, kernel, formulation=formulation, **options)
-        models[f"Separable[{formulation}]"] = _model(layer, shape)
+        models[f"Separable[{formulation}]"] = _model(layer, shape, position)
     # What every separable step pays whatever its kernel: the pointwise part, the loss, the
     # optimizer and Keras's step. GroupConv's time over it bounds the speedup any depthwise
     # formulation can reach.
-    models["Floor"] = _model(separable_class(fields, 1, **options), shape)
+    models["Floor"] = _model(separable_class(fields, 1, **options), shape, position)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, *shape)).astype("float32")
     y = rng.normal(size=(batch, *shape)).astype("float32")
@@ -81,14 +113,14 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int) -> dic
     medians = {name: statistics.median(values) for name, values in times.items()}
     separable_medians = {n: t for n, t in medians.items() if n.startswith("Separable")}
     fastest = min(separable_medians, key=separable_medians.get)
-    chosen = FASTEST_FORMULATION[keras.backend.backend()][rank]
     return {
         "backend": keras.backend.backend(),
+        "position": position,
         "group": group,
         "kernel": kernel,
         "batch": batch,
-        "params_group_conv": models["GroupConv"].count_params(),
-        "params_separable": models[f"Separable[{formulations[0]}]"].count_params(),
+        "params_group_conv": models["GroupConv"].layers[-1].count_params(),
+        "params_separable": models[f"Separable[{formulations[0]}]"].layers[-1].count_params(),
         "step_ms": {name: 1e3 * t for name, t in medians.items()},
         "fastest_formulation": fastest.split("[")[1].rstrip("]"),
         "default_formulation": chosen,
@@ -106,6 +138,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--batch-3d", type=int, default=2)
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = []
@@ -115,15 +148,17 @@ def main() -> None:
             print(f"skipped {rank}D: no plugin provides group {config['group']}")
             continue
         batch = args.batch if rank == 2 else args.batch_3d
-        for kernel in config["kernels"]:
-            results.append(compare(rank, kernel, batch, args.repeats, args.steps))
+        for position in args.positions:
+            for kernel in config["kernels"]:
+                results.append(compare(rank, kernel, batch, args.repeats, args.steps, position))
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for r in results:
         steps = ", ".join(f"{name} {ms:.1f}" for name, ms in r["step_ms"].items())
         print(
-            f"{r['backend']:<10} {r['group']:<3} {r['kernel']}x{r['kernel']}: params "
+            f"{r['backend']:<10} {r['position']:<5} {r['group']:<3} "
+            f"{r['kernel']}x{r['kernel']}: params "
             f"{r['params_group_conv']} / {r['params_separable']} = "
             f"{r['params_group_conv'] / r['params_separable']:.1f}x; train step (ms, median, "
             f"batch {r['batch']}): {steps}; GroupConv / Separable = "

@@ -105,27 +105,31 @@ def test_the_formulations_agree(rank, rng):
 @pytest.mark.parametrize(
     "kernel_size, strides, dilation, multiplier, paddings",
     [((3, 3), (1, 1), (1, 1), 1, ((1, 1), (1, 1))), ((3, 3), (2, 2), (1, 1), 2, ((0, 1), (1, 0))),
-     ((3, 3), (1, 1), (2, 2), 3, None), ((5, 4), (1, 1), (1, 1), 1, ((2, 2), (1, 2)))],
+     ((3, 3), (1, 1), (2, 2), 3, None), ((5, 4), (1, 1), (1, 1), 1, ((2, 2), (1, 2))),
+     ((5, 5), (1, 1), (1, 1), 2, ((2, 2), (2, 2))), ((7, 3), (1, 1), (1, 1), 1, None)],
 )  # fmt: skip
 def test_the_formulations_have_the_same_gradients(
     kernel_size, strides, dilation, multiplier, paddings, rng
 ):
     """The gradients of `depthwise_conv` (on TensorFlow with its own kernel gradient above
-    3×3), `shifts` (with JAX's own kernel gradient) and `patches` with respect to input and
-    kernel equal those of `grouped_conv`, through a nonlinear loss."""
+    3×3; on PyTorch, where it and `grouped_conv` are one convolution, with its kernel
+    gradient in 3×3 tiles above 3×3), `shifts` (with JAX's own kernel gradient) and `patches`
+    with respect to input, kernel and bias equal those of `grouped_conv`, through a nonlinear
+    loss."""
     from autodiff import value_and_gradients
     from groco_separable.depthwise import depthwise_correlation
 
     x = rng.normal(size=(3, 9, 9, 4)).astype("float32")
     kernel = rng.normal(size=(*kernel_size, 4, multiplier)).astype("float32")
+    bias = rng.normal(size=(4 * multiplier,)).astype("float32")
     results = {}
     for formulation in ("grouped_conv", "depthwise_conv", "shifts", "patches"):
 
-        def loss(x, kernel, formulation=formulation):
-            y = depthwise_correlation(x, kernel, strides, dilation, formulation, paddings)
+        def loss(x, kernel, bias, formulation=formulation):
+            y = depthwise_correlation(x, kernel, strides, dilation, formulation, paddings, bias)
             return ops.sum(ops.sin(y))
 
-        results[formulation] = value_and_gradients(loss, x, kernel)
+        results[formulation] = value_and_gradients(loss, x, kernel, bias)
     value, gradients = results.pop("grouped_conv")
     for other_value, other_gradients in results.values():
         np.testing.assert_allclose(other_value, value, rtol=1e-4, atol=1e-4)

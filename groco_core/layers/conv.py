@@ -634,23 +634,15 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         points = int(np.prod(self.kernel_size))
         group_size = 1 if self.lifting else self.group.order
         flat = reshape(self.masked_kernel(), (points * group_size, self.in_channels, self.filters))
+        inputs, outputs = group_size * self.in_channels, len(self._output_elements) * self.filters
         if eager_torch() and self._kernel_gather.permutes(flat.shape[0]):
             # (|H|, F, K[, |G|], C) in memory, returned as a view in Keras's layout.
             gathered = self._kernel_gather.torch_output_major(flat)
-            weight = gathered.view(
-                len(self._output_elements) * self.filters,
-                *self.kernel_size,
-                group_size * self.in_channels,
-            )
+            weight = gathered.view(outputs, *self.kernel_size, inputs)
             return weight.permute(*range(1, self.rank + 1), self.rank + 1, 0)
         gathered = self._kernel_gather(flat)
         # (|H|, K[, |G|], C, F) → (K[, |G|], C, |H|, F)
-        moved = ops.moveaxis(gathered, 0, -2)
-        return reshape(
-            moved,
-            self.kernel_size
-            + (group_size * self.in_channels, len(self._output_elements) * self.filters),
-        )
+        return reshape(ops.moveaxis(gathered, 0, -2), self.kernel_size + (inputs, outputs))
 
     def call(self, inputs: Any) -> Any:
         # channels_first is handled by moving channels last: TensorFlow's CPU conv only

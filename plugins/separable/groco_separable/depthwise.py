@@ -115,6 +115,8 @@ def depthwise_correlation(
         channels, multiplier = kernel.shape[-2], kernel.shape[-1]
         grouped = ops.reshape(kernel, (*kernel.shape[:rank], 1, channels * multiplier))
         zero = ((0, 0),) * rank
+        if _torch_tiled_kernel_gradient(kernel, strides, dilation_rate):
+            return _torch_depthwise(x, grouped, paddings or zero, channels, bias)
         return torch_conv_channels_last(
             x, grouped, strides, paddings or zero, dilation_rate, groups=channels, bias=bias
         )
@@ -226,6 +228,107 @@ def _tf_depthwise(x: Any, kernel: Any) -> Any:
         return y, gradient
 
     return depthwise(tf.convert_to_tensor(x), tf.convert_to_tensor(kernel))
+
+
+def _torch_tiled_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tuple) -> bool:
+    """Whether `_torch_depthwise` runs this depthwise convolution: 2 spatial axes, a kernel of
+    at least 3 points on each and more than 3×3 in all, strides and dilation 1. PyTorch's
+    (oneDNN's) kernel gradient of a 3×3 depthwise convolution is fast, above it slow: the
+    forward pass and kernel gradient of `(8, 28, 28, 256)` took 1.2–1.5 ms at 3×3 and
+    6.2–10.1 ms at 5×5 (benchmarks/micro.py, two runs)."""
+    size = tuple(kernel.shape[:2])
+    return (
+        len(strides) == 2
+        and min(size) >= 3
+        and size != (3, 3)
+        and all(s == 1 for s in strides)
+        and all(d == 1 for d in dilation_rate)
+    )
+
+
+def _tile_starts(extent: int) -> list[int]:
+    """Where 3-point windows start so that together they cover `0 … extent - 1`."""
+    return sorted(set(range(0, extent - 3, 3)) | {extent - 3})
+
+
+_TORCH_DEPTHWISE: list[Any] = []
+
+
+def _torch_depthwise(
+    x: Any, kernel: Any, paddings: tuple[tuple[int, int], ...], channels: int, bias: Any
+) -> Any:
+    """Depthwise correlation on PyTorch (2 spatial axes, stride and dilation 1) whose kernel
+    gradient is computed in 3×3 tiles: the gradient of kernel point `r` depends only on the
+    input shifted by `r`, so the gradient of a `kh × kw` kernel is that of 3×3 kernels on the
+    padded input's windows starting at each tile's offset, each on oneDNN's fast 3×3 path.
+    A 5×5 kernel takes four tiles (their overlap computed twice): the forward pass and
+    kernel gradient of `(8, 28, 28, 256)` took 4.0–5.9 ms against 6.2–10.1 ms with oneDNN's
+    own kernel gradient (benchmarks/micro.py, two runs).
+
+    Args:
+        x: `(batch, H, W, C)`.
+        kernel: `(kh, kw, 1, C·M)`.
+        paddings: zeros `(before, after)` per spatial axis.
+        channels: `C`.
+        bias: `(C·M,)` or None.
+
+    Returns:
+        `(batch, H', W', C·M)`.
+    """
+    import torch
+
+    if not _TORCH_DEPTHWISE:
+        import torch.nn.functional as tnn
+
+        class Depthwise(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, weight, bias, pads, groups):
+                padded = tnn.pad(x, pads) if any(pads) else x
+                ctx.save_for_backward(padded, weight)
+                ctx.pads, ctx.groups, ctx.has_bias = pads, groups, bias is not None
+                return tnn.conv2d(padded, weight, bias, groups=groups)
+
+            @staticmethod
+            def backward(ctx, upstream):
+                padded, weight = ctx.saved_tensors
+                groups = ctx.groups
+                upstream = upstream.contiguous(memory_format=torch.channels_last)
+                padded = padded.contiguous(memory_format=torch.channels_last)
+                common = ([1, 1], [0, 0], [1, 1], False, [0, 0], groups)
+                input_gradient = None
+                if ctx.needs_input_grad[0]:
+                    input_gradient = torch.ops.aten.convolution_backward(
+                        upstream, padded, weight, None, *common, [True, False, False]
+                    )[0]
+                    left, right, top, bottom = ctx.pads
+                    height, width = input_gradient.shape[2:]
+                    input_gradient = input_gradient[
+                        :, :, top : height - bottom, left : width - right
+                    ]
+                kernel_gradient = None
+                if ctx.needs_input_grad[1]:
+                    kernel_gradient = torch.empty_like(weight)
+                    tile = weight[:, :, :3, :3]
+                    out_h, out_w = upstream.shape[2:]
+                    for a in _tile_starts(weight.shape[2]):
+                        for b in _tile_starts(weight.shape[3]):
+                            window = padded[:, :, a : a + out_h + 2, b : b + out_w + 2]
+                            kernel_gradient[:, :, a : a + 3, b : b + 3] = (
+                                torch.ops.aten.convolution_backward(
+                                    upstream, window, tile, None, *common, [False, True, False]
+                                )[1]
+                            )
+                bias_gradient = upstream.sum((0, 2, 3)) if ctx.has_bias else None
+                return input_gradient, kernel_gradient, bias_gradient, None, None
+
+        _TORCH_DEPTHWISE.append(Depthwise)
+    depthwise = _TORCH_DEPTHWISE[0]
+    x = ops.convert_to_tensor(x).permute(0, 3, 1, 2)  # a view of the channels-last memory
+    weight = ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)
+    pads = (*paddings[1], *paddings[0])  # torch.nn.functional.pad takes the last axis first
+    bias = None if bias is None else ops.convert_to_tensor(bias)
+    y = depthwise.apply(x, weight, bias, pads, channels)
+    return y.permute(0, 2, 3, 1)
 
 
 def _windows(x: Any, geometry: tuple) -> list[Any]:
