@@ -16,7 +16,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
   the input gradient, which its custom gradient computes too).
 - jax: an elementwise multiply whose result is `(..., 8, 16)` against `(..., 128)` (the
-  innermost loop XLA emits on a CPU).
+  innermost loop XLA emits on a CPU); a multiply-add of `(32, 28, 28, 128)` with per-channel
+  vectors of 16 values tiled 8 times by broadcast and reshape, by a product with a 0/1
+  matrix (`GroupBatchNormalization` on JAX), and with vectors of 128 values (no tiling).
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
 """
@@ -217,6 +219,36 @@ def jax_cases(repeats: int) -> None:
             {
                 "result (..., 8, 16)": lambda: jax.block_until_ready(five(x, v)),
                 "result (..., 128)": lambda: jax.block_until_ready(four(x, v)),
+            },
+            repeats,
+        ),
+    )
+    _jax_tiled_multiply_add(repeats)
+
+
+def _jax_tiled_multiply_add(repeats: int) -> None:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(32, 28, 28, 128)), "float32")
+    scale, offset = jnp.full((16,), 1.5, "float32"), jnp.full((16,), 0.5, "float32")
+    long_scale, long_offset = jnp.tile(scale, 8), jnp.tile(offset, 8)
+    tiling = jnp.asarray(np.tile(np.eye(16, dtype="float32"), (8, 1)))
+    broadcast = jax.jit(lambda x, a, b: x * jnp.tile(a, 8) + jnp.tile(b, 8))
+    product = jax.jit(lambda x, a, b: x * (tiling @ a) + tiling @ b)
+    untiled = jax.jit(lambda x, a, b: x * a + b)
+    _report(
+        "jax multiply-add (32, 28, 28, 128) with per-channel vectors",
+        _interleaved(
+            {
+                "16 values tiled by broadcast": lambda: broadcast(
+                    x, scale, offset
+                ).block_until_ready(),
+                "16 values tiled by a product": lambda: product(
+                    x, scale, offset
+                ).block_until_ready(),
+                "128 values": lambda: untiled(x, long_scale, long_offset).block_until_ready(),
             },
             repeats,
         ),

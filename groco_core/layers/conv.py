@@ -8,6 +8,7 @@ and handed to one `keras.ops.conv`, the group axis merged into the channel axis.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -120,11 +121,33 @@ def split_group_axis(y: Any, elements: int, fields: int, bias: Any = None) -> An
     return reshape(ops.add(y, tile_over_group(bias, elements)), split_shape)
 
 
+# Up to this many entries of the 0/1 matrix, `tile_over_group` tiles by a matrix product on JAX.
+JAX_TILING_LIMIT = 2**20
+
+
+@functools.lru_cache(maxsize=64)
+def _tiling_matrix(elements: int, fields: int) -> np.ndarray:
+    """`(elements·fields, fields)`: row `h·fields + c` is the unit vector `c`."""
+    return np.tile(np.eye(fields, dtype="float32"), (elements, 1))
+
+
 def tile_over_group(vector: Any, elements: int) -> Any:
     """`vector` `(fields,)` repeated `elements` times: the same per-field values (a bias, a
     batch norm's statistics) on the merged axis `(elements·fields,)`, channel
-    `h·fields + c`. Public for layer plugins."""
+    `h·fields + c`. Public for layer plugins.
+
+    On JAX (up to `JAX_TILING_LIMIT` entries of the matrix) this is a product with a constant
+    0/1 matrix. XLA fuses whatever feeds an elementwise operation into its loop, so a tile
+    made by broadcast and reshape is recomputed for every element of the tensor it is added
+    to or multiplied with, an index modulo `fields` each, which keeps the loop from
+    vectorizing; a matrix product it computes once. A multiply-add of `(32, 28, 28, 128)` with
+    vectors of 16 values tiled 8 times took 0.82–0.98 ms tiled by broadcast, 0.33–0.41 ms
+    tiled by the product, and 0.34–0.36 ms with vectors of 128 values (benchmarks/micro.py,
+    two runs).
+    """
     fields = vector.shape[0]
+    if keras.backend.backend() == "jax" and elements * fields * fields <= JAX_TILING_LIMIT:
+        return ops.matmul(ops.cast(_tiling_matrix(elements, fields), vector.dtype), vector)
     return reshape(ops.broadcast_to(vector, (elements, fields)), (elements * fields,))
 
 
