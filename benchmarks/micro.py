@@ -15,10 +15,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
 - tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
   the input gradient, which its custom gradient computes too).
-- jax: an elementwise multiply whose result is `(..., 8, 16)` against `(..., 128)` (the
-  innermost loop XLA emits on a CPU); a multiply-add of `(32, 28, 28, 128)` with per-channel
-  vectors of 16 values tiled 8 times by broadcast and reshape, by a product with a 0/1
-  matrix (`GroupBatchNormalization` on JAX), and with vectors of 128 values (no tiling).
+- jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
+  times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
+  and with vectors of 128 values (no tiling).
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
 """
@@ -205,24 +204,6 @@ def tensorflow_cases(repeats: int) -> None:
 
 
 def jax_cases(repeats: int) -> None:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(32, 28, 28, 8, 16)), "float32")
-    v = jnp.ones((128,), "float32")
-    five = jax.jit(lambda x, v: (x.reshape(32, 28, 28, 128) * v).reshape(x.shape))
-    four = jax.jit(lambda x, v: x.reshape(32, 28, 28, 128) * v)
-    _report(
-        "jax multiply (32, 28, 28, 128) by (128,)",
-        _interleaved(
-            {
-                "result (..., 8, 16)": lambda: jax.block_until_ready(five(x, v)),
-                "result (..., 128)": lambda: jax.block_until_ready(four(x, v)),
-            },
-            repeats,
-        ),
-    )
     _jax_tiled_multiply_add(repeats)
 
 
