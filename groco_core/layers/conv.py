@@ -255,9 +255,8 @@ class KernelGather:
         backend = keras.backend.backend()
         if backend == "torch":
             return self._torch(flat)
-        if backend == "tensorflow" and self.inverse is not None:
-            if self.inverse.shape[1] == flat.shape[0]:
-                return self._tensorflow(flat)
+        if backend == "tensorflow" and self.permutes(flat.shape[0]):
+            return self._tensorflow(flat)
         if backend == "jax":
             return flat.at[self.indices].get(mode="promise_in_bounds")
         return ops.take(flat, self.indices, axis=0)
@@ -298,10 +297,11 @@ class KernelGather:
         n, channels, fields = flat.shape
         prepared = self._torch_output_major.get((flat.device, fields))
         if prepared is None:
-            elements = self.indices.shape[0]
-            rows = self.indices.reshape(elements, 1, n) + n * np.arange(fields)[None, :, None]
-            rows = rows.reshape(elements, fields * n)
-            inverse = np.argsort(rows, axis=1) + fields * n * np.arange(elements)[:, None]
+            # Table row `f·n + j` is `flat[j, :, f]`; per `h`, the rows and their inverse.
+            elements, offsets = self.indices.shape[0], n * np.arange(fields)[None, :, None]
+            rows = (self.indices.reshape(elements, 1, n) + offsets).reshape(elements, -1)
+            inverse = (self.inverse[:, None, :] + offsets).reshape(elements, -1)
+            inverse = inverse + fields * n * np.arange(elements)[:, None]
             prepared = (
                 torch.from_numpy(rows.reshape(-1).astype("int64")).to(flat.device),
                 torch.from_numpy(inverse.reshape(-1).astype("int64")).to(flat.device),
@@ -328,32 +328,28 @@ class KernelGather:
         return gather(tf.identity(flat))  # a variable is read outside the custom gradient
 
 
-_TORCH_ROW_GATHER: list[Any] = []
-
-
+@functools.cache
 def _torch_row_gather() -> Any:
     """`apply(table, rows, inverse)`: `table[rows]` whose gradient is the upstream gathered by
     `inverse` (`(|H|·n,)`: per `h`, where each of the `n` table rows went) and summed over
     `h`. Made on first use, so that importing this module needs no PyTorch."""
-    if not _TORCH_ROW_GATHER:
-        import torch
+    import torch
 
-        class RowGather(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, table, rows, inverse):
-                ctx.save_for_backward(inverse)
-                ctx.table_rows = table.shape[0]
-                return torch.index_select(table, 0, rows)
+    class RowGather(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, table, rows, inverse):
+            ctx.save_for_backward(inverse)
+            ctx.table_rows = table.shape[0]
+            return torch.index_select(table, 0, rows)
 
-            @staticmethod
-            def backward(ctx, upstream):
-                (inverse,) = ctx.saved_tensors
-                upstream = upstream.reshape(-1, upstream.shape[-1])
-                per_element = torch.index_select(upstream, 0, inverse)
-                return per_element.view(-1, ctx.table_rows, upstream.shape[-1]).sum(0), None, None
+        @staticmethod
+        def backward(ctx, upstream):
+            (inverse,) = ctx.saved_tensors
+            upstream = upstream.reshape(-1, upstream.shape[-1])
+            per_element = torch.index_select(upstream, 0, inverse)
+            return per_element.view(-1, ctx.table_rows, upstream.shape[-1]).sum(0), None, None
 
-        _TORCH_ROW_GATHER.append(RowGather.apply)
-    return _TORCH_ROW_GATHER[0]
+    return RowGather.apply
 
 
 class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):

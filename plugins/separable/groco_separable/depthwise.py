@@ -8,6 +8,7 @@ the kernel's shape, its transformation (spatial only) and the convolution differ
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
@@ -253,7 +254,54 @@ def _tile_starts(extent: int) -> list[int]:
     return sorted(set(range(0, extent - 3, 3)) | {extent - 3})
 
 
-_TORCH_DEPTHWISE: list[Any] = []
+@functools.cache
+def _torch_depthwise_function() -> Any:
+    """The `torch.autograd.Function` of `_torch_depthwise`, made on first use (importing this
+    module needs no PyTorch): `apply(x, weight, bias, pads, groups)` with `x` channels-first
+    (a view of channels-last memory), `weight` `(C·M, 1, kh, kw)`, `pads` as
+    `torch.nn.functional.pad` takes them."""
+    import torch
+    import torch.nn.functional as tnn
+
+    class Depthwise(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, pads, groups):
+            padded = tnn.pad(x, pads) if any(pads) else x
+            ctx.save_for_backward(padded, weight)
+            ctx.pads, ctx.groups, ctx.has_bias = pads, groups, bias is not None
+            return tnn.conv2d(padded, weight, bias, groups=groups)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            padded, weight = ctx.saved_tensors
+            upstream = upstream.contiguous(memory_format=torch.channels_last)
+            padded = padded.contiguous(memory_format=torch.channels_last)
+            common = ([1, 1], [0, 0], [1, 1], False, [0, 0], ctx.groups)
+            input_gradient = None
+            if ctx.needs_input_grad[0]:
+                input_gradient = torch.ops.aten.convolution_backward(
+                    upstream, padded, weight, None, *common, [True, False, False]
+                )[0]
+                left, right, top, bottom = ctx.pads
+                height, width = input_gradient.shape[2:]
+                input_gradient = input_gradient[:, :, top : height - bottom, left : width - right]
+            kernel_gradient = None
+            if ctx.needs_input_grad[1]:
+                kernel_gradient = torch.empty_like(weight)
+                tile = weight[:, :, :3, :3]
+                out_h, out_w = upstream.shape[2:]
+                for a in _tile_starts(weight.shape[2]):
+                    for b in _tile_starts(weight.shape[3]):
+                        window = padded[:, :, a : a + out_h + 2, b : b + out_w + 2]
+                        kernel_gradient[:, :, a : a + 3, b : b + 3] = (
+                            torch.ops.aten.convolution_backward(
+                                upstream, window, tile, None, *common, [False, True, False]
+                            )[1]
+                        )
+            bias_gradient = upstream.sum((0, 2, 3)) if ctx.has_bias else None
+            return input_gradient, kernel_gradient, bias_gradient, None, None
+
+    return Depthwise
 
 
 def _torch_depthwise(
@@ -277,60 +325,11 @@ def _torch_depthwise(
     Returns:
         `(batch, H', W', C·M)`.
     """
-    import torch
-
-    if not _TORCH_DEPTHWISE:
-        import torch.nn.functional as tnn
-
-        class Depthwise(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x, weight, bias, pads, groups):
-                padded = tnn.pad(x, pads) if any(pads) else x
-                ctx.save_for_backward(padded, weight)
-                ctx.pads, ctx.groups, ctx.has_bias = pads, groups, bias is not None
-                return tnn.conv2d(padded, weight, bias, groups=groups)
-
-            @staticmethod
-            def backward(ctx, upstream):
-                padded, weight = ctx.saved_tensors
-                groups = ctx.groups
-                upstream = upstream.contiguous(memory_format=torch.channels_last)
-                padded = padded.contiguous(memory_format=torch.channels_last)
-                common = ([1, 1], [0, 0], [1, 1], False, [0, 0], groups)
-                input_gradient = None
-                if ctx.needs_input_grad[0]:
-                    input_gradient = torch.ops.aten.convolution_backward(
-                        upstream, padded, weight, None, *common, [True, False, False]
-                    )[0]
-                    left, right, top, bottom = ctx.pads
-                    height, width = input_gradient.shape[2:]
-                    input_gradient = input_gradient[
-                        :, :, top : height - bottom, left : width - right
-                    ]
-                kernel_gradient = None
-                if ctx.needs_input_grad[1]:
-                    kernel_gradient = torch.empty_like(weight)
-                    tile = weight[:, :, :3, :3]
-                    out_h, out_w = upstream.shape[2:]
-                    for a in _tile_starts(weight.shape[2]):
-                        for b in _tile_starts(weight.shape[3]):
-                            window = padded[:, :, a : a + out_h + 2, b : b + out_w + 2]
-                            kernel_gradient[:, :, a : a + 3, b : b + 3] = (
-                                torch.ops.aten.convolution_backward(
-                                    upstream, window, tile, None, *common, [False, True, False]
-                                )[1]
-                            )
-                bias_gradient = upstream.sum((0, 2, 3)) if ctx.has_bias else None
-                return input_gradient, kernel_gradient, bias_gradient, None, None
-
-        _TORCH_DEPTHWISE.append(Depthwise)
-    depthwise = _TORCH_DEPTHWISE[0]
     x = ops.convert_to_tensor(x).permute(0, 3, 1, 2)  # a view of the channels-last memory
     weight = ops.convert_to_tensor(kernel).permute(3, 2, 0, 1)
     pads = (*paddings[1], *paddings[0])  # torch.nn.functional.pad takes the last axis first
     bias = None if bias is None else ops.convert_to_tensor(bias)
-    y = depthwise.apply(x, weight, bias, pads, channels)
-    return y.permute(0, 2, 3, 1)
+    return _torch_depthwise_function().apply(x, weight, bias, pads, channels).permute(0, 2, 3, 1)
 
 
 def _windows(x: Any, geometry: tuple) -> list[Any]:
