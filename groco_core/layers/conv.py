@@ -9,6 +9,7 @@ and handed to one `keras.ops.conv`, the group axis merged into the channel axis.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import keras
@@ -650,7 +651,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
     def transformed_kernel(self) -> Any:
         """The kernel of the equivalent plain convolution,
         `(*kernel_size, [|G|·]in_channels, |H|·filters)`."""
-        points = int(np.prod(self.kernel_size))
+        points = math.prod(self.kernel_size)
         group_size = 1 if self.lifting else self.group.order
         flat = reshape(self.masked_kernel(), (points * group_size, self.in_channels, self.filters))
         inputs, outputs = group_size * self.in_channels, len(self._output_elements) * self.filters
