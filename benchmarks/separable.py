@@ -25,6 +25,10 @@ Two positions of the layer (`--positions`):
 
 Run: `KERAS_BACKEND=jax python benchmarks/separable.py [--repeats 7] [--steps 2]
 [--positions inner first] [--json]`
+
+`KERAS_BACKEND=torch python benchmarks/separable.py --profile [--kernel 3]`: instead, a
+`torch.profiler` table of ten inner-position train steps of the 2D separable layer (operators
+by self time, grouped by input shape).
 """
 
 from __future__ import annotations
@@ -131,6 +135,29 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
     }
 
 
+def profile(kernel: int, batch: int) -> None:
+    """Print a `torch.profiler` table of ten inner-position train steps of the 2D separable
+    layer (PyTorch only)."""
+    import torch
+
+    config = CONFIGS["2d"]
+    shape = (config["size"],) * 2 + (get_group(config["group"]).order, config["fields"])
+    layer = SeparableGroupConv2D(
+        config["fields"], kernel, group=config["group"], padding="same_equiv"
+    )
+    model = _model(layer, shape, "inner")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch, *shape)).astype("float32")
+    y = rng.normal(size=(batch, *shape)).astype("float32")
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    with torch.profiler.profile(record_shapes=True) as profiler:
+        for _ in range(10):
+            model.train_on_batch(x, y)
+    averages = profiler.key_averages(group_by_input_shape=True)
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=80))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -140,7 +167,14 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler table (torch)")
+    parser.add_argument("--kernel", type=int, default=3, help="kernel size for --profile")
     args = parser.parse_args()
+    if args.profile:
+        if keras.backend.backend() != "torch":
+            parser.error("--profile needs KERAS_BACKEND=torch")
+        profile(args.kernel, args.batch)
+        return
     results = []
     for rank in args.ranks:
         config = CONFIGS[f"{rank}d"]

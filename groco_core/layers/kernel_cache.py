@@ -43,18 +43,19 @@ def _weights_key(variables: list[Any]) -> tuple | None:
     new tensor on every read, so such calls never reuse the cache, and never a kernel of the
     wrong dtype)."""
     backend = keras.backend.backend()
-    values = [variable.value for variable in variables]
     if backend == "torch":
         import torch
 
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return None
+        values = [variable.value for variable in variables]
         if any(not isinstance(v, torch.Tensor) or v.device.type == "meta" for v in values):
             return None
         return tuple((v, v._version) for v in values)
     if backend == "jax":
         import jax
 
+        values = [variable.value for variable in variables]
         if any(not isinstance(v, jax.Array) or isinstance(v, jax.core.Tracer) for v in values):
             return None
         return tuple((v, 0) for v in values)
