@@ -14,7 +14,11 @@ operation comes from here. The two ways run interleaved in one process; medians 
   tiles (`groco_separable.depthwise._torch_depthwise`), and oneDNN's 3×3 one for reference.
 - tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
-  the input gradient, which its custom gradient computes too).
+  the input gradient, which its custom gradient computes too); a group convolution's
+  inference call in a `tf.function` (as in `predict`) with the transformed kernel kept
+  between calls (`groco_core.layers.kernel_cache`) against expanded on every call, for
+  transformed kernels of 18 432 to 995 328 entries (kept only from
+  `TF_CACHE_MIN_PIECES` of them divided by the filters).
 - jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
   times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
   and with vectors of 128 values (no tiling).
@@ -200,6 +204,65 @@ def tensorflow_cases(repeats: int) -> None:
         _report(
             f"tensorflow depthwise kernel gradient {(batch, size, size, channels)} {k}x{k}",
             _interleaved({"TensorFlow's": native, "swapped roles": swapped}, repeats),
+        )
+    _tf_kept_kernel(repeats)
+
+
+def _tf_kept_kernel(repeats: int) -> None:
+    """Two copies of one layer with the same weights, one keeping its transformed kernel
+    (`TF_CACHE_MIN_PIECES` 0) and one expanding it every call (the threshold above its
+    size), each called 10 times per timing."""
+    import numpy as np
+    import tensorflow as tf
+
+    from groco_core import GroupConv2D, GroupConv3D
+    from groco_core.layers import kernel_cache
+
+    configurations = {
+        "P4M lifting (28, 28, 16)": (lambda: GroupConv2D(16, 3, group="P4M"), (32, 28, 28, 16)),
+        "P4 group (28, 28, 4, 16)": (lambda: GroupConv2D(16, 3, group="P4"), (32, 28, 28, 4, 16)),
+        "P4M group (28, 28, 8, 16)": (
+            lambda: GroupConv2D(16, 3, group="P4M"),
+            (32, 28, 28, 8, 16),
+        ),
+        "P4M group, batch 8 (28, 28, 8, 32)": (
+            lambda: GroupConv2D(32, 3, group="P4M"),
+            (8, 28, 28, 8, 32),
+        ),
+        "O group stride 2 (11, 11, 11, 24, 4)": (
+            lambda: GroupConv3D(4, 3, 2, group="O"),
+            (4, 11, 11, 11, 24, 4),
+        ),
+        "Oh group stride 2 (11, 11, 11, 48, 4)": (
+            lambda: GroupConv3D(4, 3, 2, group="Oh"),
+            (4, 11, 11, 11, 48, 4),
+        ),
+    }
+    default = kernel_cache.TF_CACHE_MIN_PIECES
+    for name, (make, shape) in configurations.items():
+        x = tf.constant(np.random.default_rng(0).normal(size=shape).astype("float32"))
+        kept, expanded = make(), make()
+        kept.build(shape)
+        expanded.build(shape)
+        expanded.set_weights(kept.get_weights())
+        calls = {}
+        for case, layer, threshold in (("kept", kept, 0), ("expanded", expanded, 2**62)):
+            kernel_cache.TF_CACHE_MIN_PIECES = threshold
+            function = tf.function(lambda x, layer=layer: layer(x, training=False))
+            function(x)  # traced now, with this threshold
+
+            def ten_calls(function=function, x=x):
+                for _ in range(10):
+                    function(x)
+                return function(x).numpy()
+
+            calls[case] = ten_calls
+        kernel_cache.TF_CACHE_MIN_PIECES = default
+        np.testing.assert_allclose(calls["kept"](), calls["expanded"](), rtol=1e-5, atol=1e-5)
+        entries = int(np.prod(kept.transformed_kernel().shape))
+        _report(
+            f"tensorflow inference, 11 calls, {name}, {entries} kernel entries",
+            _interleaved(calls, repeats),
         )
 
 

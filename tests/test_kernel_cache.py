@@ -9,8 +9,17 @@ from autodiff import value_and_gradients
 from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
 
 from groco_core import GroupConv2D, GroupConv2DTranspose, GroupConv3D, GroupDense, get_group
+from groco_core.layers import kernel_cache
 
 BACKEND = keras.backend.backend()
+
+
+@pytest.fixture(autouse=True)
+def keep_every_kernel(monkeypatch):
+    """TensorFlow keeps only large transformed kernels; here every one, so that these small
+    layers exercise the kept kernel."""
+    monkeypatch.setattr(kernel_cache, "TF_CACHE_MIN_PIECES", 0)
+
 
 LAYERS = {
     "conv": (lambda: GroupConv2D(3, 3, group="P4", padding="same_equiv"), (2, 6, 6, 4, 2)),
@@ -123,6 +132,135 @@ def test_eager_calls_reuse_the_kernel_where_the_backend_can_tell():
         layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
         out = keras.ops.convert_to_numpy(layer(x))
     np.testing.assert_allclose(out, 0.0)  # zero kernel, zero bias
+
+
+def _kept_tensorflow_kernel(layer):
+    """The variable holding `layer`'s kept transformed kernel on TensorFlow."""
+    (entry,) = layer.__dict__["_groco_tf_kernel_cache"].values()
+    assert entry is not None
+    return entry[1]
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's kept kernel lives in its graph")
+def test_tensorflow_predict_serves_the_kept_kernel_until_a_weight_changes():
+    """The kept kernel is what `predict` convolves with (overwritten here, the output
+    follows it) until the kernel's value changes, which re-expands it."""
+    model, x = _model("conv")
+    layer = model.layers[-1]
+    first = model.predict_on_batch(x)
+    kept = _kept_tensorflow_kernel(layer)
+    expansion = keras.ops.convert_to_numpy(layer.transformed_kernel())
+    np.testing.assert_array_equal(kept.numpy(), expansion)
+    kept.assign(np.zeros(kept.shape, "float32"))
+    bias = np.broadcast_to(keras.ops.convert_to_numpy(layer.bias), first.shape)
+    np.testing.assert_allclose(model.predict_on_batch(x), bias, atol=1e-6)
+    # The same values assigned again are still unchanged bits: the kept kernel stays.
+    layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel))
+    np.testing.assert_allclose(model.predict_on_batch(x), bias, atol=1e-6)
+    # One entry's sign flipped (0.0 to -0.0 counts too): re-expanded.
+    kernel = keras.ops.convert_to_numpy(layer.kernel).copy()
+    kernel.flat[0] = -kernel.flat[0]
+    layer.kernel.assign(kernel)
+    after = model.predict_on_batch(x)
+    np.testing.assert_allclose(after, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(after, bias)
+    kernel.flat[0] = 0.0
+    layer.kernel.assign(kernel)
+    model.predict_on_batch(x)
+    kept.assign(np.zeros(kept.shape, "float32"))
+    kernel.flat[0] = -0.0
+    layer.kernel.assign(kernel)
+    np.testing.assert_allclose(model.predict_on_batch(x), _fresh_output(model, x), atol=1e-5)
+
+
+def _weight_gradients(model: keras.Model, x: np.ndarray, training: bool, compiled: bool):
+    """The gradient of `Σ output²` with respect to the model's weights, through a call with
+    `training` (on TensorFlow in a `tf.function` where `compiled`), read from variables the
+    model has already used in inference."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def gradients(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(model(x, training=training)))
+            return tape.gradient(loss, model.trainable_variables)
+
+        function = tf.function(gradients) if compiled else gradients
+        return [g.numpy() for g in function(tf.constant(x))]
+    if BACKEND == "jax":
+        import jax
+
+        def loss(trainable):
+            outputs, _ = model.stateless_call(
+                trainable, [v.value for v in model.non_trainable_variables], x, training=training
+            )
+            return (outputs**2).sum()
+
+        function = jax.jit(jax.grad(loss)) if compiled else jax.grad(loss)
+        return [np.asarray(g) for g in function([v.value for v in model.trainable_variables])]
+    for variable in model.trainable_variables:
+        variable.value.grad = None
+    (model(x, training=training) ** 2).sum().backward()
+    return [v.value.grad.numpy() for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_gradient_through_an_inference_call_reaches_the_weights(compiled):
+    """A gradient taken through a `training=False` call (fine-tuning with frozen batch
+    statistics) is the one through a training call, also when the inference calls before
+    kept the transformed kernel (TensorFlow's kept kernel carries the expansion's gradient)."""
+    model, x = _model("separable")
+    model.predict_on_batch(x)  # the kernel kept where the backend keeps it
+    expected = _weight_gradients(model, x, True, compiled)
+    for _ in range(2):  # the second call serves the kept kernel
+        got = _weight_gradients(model, x, False, compiled)
+        for g, want in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4)
+    assert all(np.abs(g).sum() > 0 for g in expected)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's kept kernel lives in its graph")
+def test_tensorflow_kept_kernel_under_xla_and_in_a_saved_model(tmp_path):
+    """`jit_compile=True` predict follows a weight change; `model.export` writes a SavedModel
+    whose reloaded serving function gives the model's output, also after a change."""
+    import tensorflow as tf
+
+    model, x = _model("conv")
+    model.compile(loss="mse", jit_compile=True)
+    first = model.predict_on_batch(x)
+    np.testing.assert_allclose(first, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+    model.set_weights(_random_weights(model, 5))
+    second = model.predict_on_batch(x)
+    assert not np.allclose(second, first)
+    np.testing.assert_allclose(second, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+
+    path = str(tmp_path / "served")
+    model.export(path, format="tf_saved_model")
+    served = tf.saved_model.load(path)
+    np.testing.assert_allclose(served.serve(x).numpy(), second, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's kept kernel lives in its graph")
+def test_tensorflow_keeps_only_kernels_whose_expansion_costs(monkeypatch):
+    """With the shipped threshold a 3D O convolution keeps its kernel, a 2D P4 one does not;
+    training calls and calls under a distribution strategy never do."""
+    import tensorflow as tf
+
+    monkeypatch.setattr(kernel_cache, "TF_CACHE_MIN_PIECES", 2**15)
+    big, small = GroupConv3D(4, 3, group="O"), GroupConv2D(4, 3, group="P4")
+    big_x, small_x = np.ones((1, 5, 5, 5, 24, 4), "float32"), np.ones((1, 5, 5, 4, 4), "float32")
+    for layer, x in ((big, big_x), (small, small_x)):
+        layer(x, training=True)
+        assert "_groco_tf_kernel_cache" not in layer.__dict__
+    big(big_x, training=False)
+    small(small_x, training=False)
+    assert _kept_tensorflow_kernel(big) is not None
+    assert list(small.__dict__["_groco_tf_kernel_cache"].values()) == [None]
+    mirrored = GroupConv3D(4, 3, group="O")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        mirrored.build(big_x.shape)
+        tf.function(lambda: mirrored(big_x, training=False))()
+    assert "_groco_tf_kernel_cache" not in mirrored.__dict__
 
 
 def _no_grad():

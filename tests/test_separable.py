@@ -106,7 +106,8 @@ def test_the_formulations_agree(rank, rng):
     "kernel_size, strides, dilation, multiplier, paddings",
     [((3, 3), (1, 1), (1, 1), 1, ((1, 1), (1, 1))), ((3, 3), (2, 2), (1, 1), 2, ((0, 1), (1, 0))),
      ((3, 3), (1, 1), (2, 2), 3, None), ((5, 4), (1, 1), (1, 1), 1, ((2, 2), (1, 2))),
-     ((5, 5), (1, 1), (1, 1), 2, ((2, 2), (2, 2))), ((7, 3), (1, 1), (1, 1), 1, None)],
+     ((5, 5), (1, 1), (1, 1), 2, ((2, 2), (2, 2))), ((7, 3), (1, 1), (1, 1), 1, None),
+     ((3, 5), (1, 1), (2, 2), 1, ((2, 1), (3, 4))), ((5, 5), (1, 1), (1, 1), 1, ((5, 0), (0, 1)))],
 )  # fmt: skip
 def test_the_formulations_have_the_same_gradients(
     kernel_size, strides, dilation, multiplier, paddings, rng

@@ -11,8 +11,15 @@ weight is unchanged:
   every assignment, optimizer update and `load_weights` bumps.
 - JAX, called eagerly (outside `jit`): keyed on the identity of each weight's array; JAX
   arrays are immutable, so an assignment installs a new array.
-- Elsewhere (TensorFlow, any traced or compiled call): recomputed every call, inside the
-  compiled graph, as before.
+- TensorFlow, in inference (the call's `training` is False, as in `predict`) outside a
+  distribution strategy, for kernels whose expansion costs more than the check below
+  (`TF_CACHE_MIN_PIECES`): in the graph itself. Two variables outside the layer's weights
+  hold the kernel's values the expansion was last made from and that expansion; each call
+  compares the kernel's bits with the kept ones (a read of the small kernel) and expands
+  only when they differ, so any way of changing a weight is seen. The kept kernel carries
+  the expansion's gradient, so a gradient taken through an inference call is still right.
+- Elsewhere (JAX inside `jit`, `torch.compile`, training calls, distribution strategies):
+  recomputed every call, inside the compiled graph.
 
 The key is what each weight's `value` returns, so a call inside a `keras.StatelessScope` is
 keyed on the scope's values, and under mixed precision (a fresh cast copy per read) nothing
@@ -62,6 +69,82 @@ def _weights_key(variables: list[Any]) -> tuple | None:
     return None
 
 
+# The transformed kernel is kept only from this many pieces: its entries divided by the
+# layer's `filters`, the runs of `filters` values its gather and transpose move one by one.
+# Below, expanding costs no more than the check (a conditional and a comparison on
+# TensorFlow's CPU executor): `KERAS_BACKEND=tensorflow python benchmarks/micro.py` (two runs)
+# measured no gain for P4M's 9 216 and 18 432 pieces (16 and 32 fields), and 0.14–0.24 and
+# 0.38–0.56 ms per call for O's 62 208 and Oh's 248 832 pieces (4 fields, stride 2).
+TF_CACHE_MIN_PIECES = 2**15
+
+
+def _training() -> Any:
+    """The `training` value of the Keras call being made (None where none is known)."""
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return None if context is None else context.get_value("training")
+
+
+def _tensorflow_cached(layer: keras.layers.Layer) -> Any:
+    """TensorFlow inference: the transformed kernel kept in variables, re-expanded in the
+    graph when the bits of its source weights differ from the kept ones; None where no
+    cache is used (training, or a distribution strategy, whose replicas would each write)."""
+    import tensorflow as tf
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+    if _training() is not False or tf.distribute.has_strategy() or in_stateless_scope():
+        return None
+    variables = _source_variables(layer)
+    sources = [tf.convert_to_tensor(variable.value) for variable in variables]
+    if any(not source.dtype.is_floating for source in sources):
+        return None
+    caches = layer.__dict__.setdefault("_groco_tf_kernel_cache", {})
+    key = tuple(source.dtype.name for source in sources)
+    if key not in caches:
+        with tf.init_scope():  # made once, eagerly, outside any graph being traced
+            values = [tf.convert_to_tensor(variable.value) for variable in variables]
+            kernel = tf.convert_to_tensor(layer.transformed_kernel())
+            caches[key] = None
+            pieces = kernel.shape.num_elements() // getattr(layer, "filters", 1)
+            same_dtypes = [v.dtype for v in values] == [s.dtype for s in sources]
+            if pieces >= TF_CACHE_MIN_PIECES and same_dtypes:
+                kept = [tf.Variable(v, trainable=False) for v in values]
+                caches[key] = (kept, tf.Variable(kernel, trainable=False))
+    if caches[key] is None:
+        return None
+    kept, expanded = caches[key]
+
+    def bits(x: Any) -> Any:
+        return tf.bitcast(x, {2: tf.int16, 4: tf.int32, 8: tf.int64}[x.dtype.size])
+
+    pairs = list(zip(sources, kept, strict=True))
+    same = [tf.reduce_all(tf.equal(bits(s), bits(k.value()))) for s, k in pairs]
+    unchanged = same[0] if len(same) == 1 else tf.reduce_all(same)
+
+    def expand() -> Any:
+        kernel = layer.transformed_kernel()
+        writes = [expanded.assign(kernel)] + [k.assign(s) for s, k in pairs]
+        with tf.control_dependencies(writes):
+            return tf.identity(kernel)
+
+    value = tf.cond(unchanged, expanded.read_value, expand)
+
+    @tf.custom_gradient
+    def with_gradient(value, *sources):
+        def gradient(upstream):
+            # The expansion's gradient, recomputed from the values the call read.
+            with tf.GradientTape() as tape:
+                tape.watch(sources)
+                with keras.StatelessScope(state_mapping=list(zip(variables, sources, strict=True))):
+                    kernel = layer.transformed_kernel()
+            return (None, *tape.gradient(kernel, sources, output_gradients=upstream))
+
+        return value, gradient
+
+    return with_gradient(value, *sources)
+
+
 def _same(key: tuple, other: tuple) -> bool:
     return len(key) == len(other) and all(
         value is other_value and version == other_version
@@ -74,6 +157,9 @@ def cached_transformed_kernel(layer: keras.layers.Layer) -> Any:
     same weights (see the module docstring for when that can be known); computed otherwise.
     The cache holds the weight tensors it was computed from, so their identities stay
     unique while it lives."""
+    if keras.backend.backend() == "tensorflow":
+        kernel = _tensorflow_cached(layer)
+        return layer.transformed_kernel() if kernel is None else kernel
     key = _weights_key(_source_variables(layer))
     if key is None:
         return layer.transformed_kernel()
