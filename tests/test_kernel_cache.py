@@ -275,34 +275,35 @@ def _no_grad():
 
 def test_a_stateless_call_uses_the_scope_values():
     """Inside a `keras.StatelessScope` the layer reads the scope's values: a kernel kept from
-    an ordinary call must not be served there, nor the scope's kernel afterwards."""
+    an ordinary call must not be served there, nor the scope's kernel afterwards (inference
+    calls, where TensorFlow keeps the kernel too)."""
     layer, shape = LAYERS["conv"][0](), LAYERS["conv"][1]
     x = np.random.default_rng(3).normal(size=shape).astype("float32")
     with _no_grad():
-        before = keras.ops.convert_to_numpy(layer(x))
-        layer(x)  # kept where the backend can tell
+        before = keras.ops.convert_to_numpy(layer(x, training=False))
+        layer(x, training=False)  # kept where the backend can tell
         zeros = [(v, keras.ops.zeros(v.shape, v.dtype)) for v in layer.trainable_variables]
         with keras.StatelessScope(state_mapping=zeros):
-            inside = keras.ops.convert_to_numpy(layer(x))
-        after = keras.ops.convert_to_numpy(layer(x))
+            inside = keras.ops.convert_to_numpy(layer(x, training=False))
+        after = keras.ops.convert_to_numpy(layer(x, training=False))
     np.testing.assert_allclose(inside, 0.0)
     np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
 
 
 def test_mixed_precision_calls_get_a_kernel_of_their_dtype():
     """Under a float16 policy the kernel is read as a cast copy: the output is float16 and
-    follows a change of the weights."""
+    follows a change of the weights (inference calls, where TensorFlow keeps the kernel)."""
     keras.config.set_dtype_policy("mixed_float16")
     try:
         layer, shape = LAYERS["conv"][0](), LAYERS["conv"][1]
         x = np.random.default_rng(4).normal(size=shape).astype("float32")
         with _no_grad():
-            first = layer(x)
+            first = layer(x, training=False)
             assert keras.backend.standardize_dtype(first.dtype) == "float16"
-            layer(x)
+            layer(x, training=False)
             layer.kernel.assign(2.0 * keras.ops.convert_to_numpy(layer.kernel))
             bias = keras.ops.convert_to_numpy(layer.bias)
-            second = keras.ops.convert_to_numpy(layer(x)).astype("float32")
+            second = keras.ops.convert_to_numpy(layer(x, training=False)).astype("float32")
     finally:
         keras.config.set_dtype_policy("float32")
     expected = 2.0 * (keras.ops.convert_to_numpy(first).astype("float32") - bias) + bias

@@ -664,7 +664,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         # (|H|, K[, |G|], C, F) → (K[, |G|], C, |H|, F)
         return reshape(ops.moveaxis(gathered, 0, -2), self.kernel_size + (inputs, outputs))
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: Any = None) -> Any:
         # channels_first is handled by moving channels last: TensorFlow's CPU conv only
         # supports channels_last, and the group axis must sit next to the channels anyway.
         channels_first = self.data_format == "channels_first"
@@ -680,7 +680,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
                 bias = tile_over_group(self.bias, len(self._output_elements))
             y = torch_conv_channels_last(
                 x,
-                cached_transformed_kernel(self),
+                cached_transformed_kernel(self, training),
                 self.strides,
                 paddings,
                 self.dilation_rate,
@@ -702,7 +702,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
         y = ops.conv(
             x,
-            cached_transformed_kernel(self),
+            cached_transformed_kernel(self, training),
             strides=self.strides,
             padding=conv_padding,
             data_format="channels_last",

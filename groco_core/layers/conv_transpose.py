@@ -248,7 +248,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
             in_size = len(self._input_elements) * self.in_channels
         return ops.reshape(moved, self._extents + (self.group.order * self.filters, in_size))
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: Any = None) -> Any:
         # channels_first is handled by moving channels last: TensorFlow's CPU convolutions
         # only support channels_last, and the group axis must sit next to the channels.
         channels_first = self.data_format == "channels_first"
@@ -261,7 +261,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
             x = ops.pad(x, [(0, 0), *input_padding, (0, 0)])
         y = ops.conv_transpose(
             x,
-            cached_transformed_kernel(self),
+            cached_transformed_kernel(self, training),
             strides=self.strides,
             padding="valid",
             data_format="channels_last",

@@ -135,10 +135,10 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             (self.group.order * self.in_channels, len(self._output_elements) * self.units),
         )
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: Any = None) -> Any:
         shape = ops.shape(inputs)
         x = ops.reshape(inputs, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
-        y = ops.matmul(x, cached_transformed_kernel(self))
+        y = ops.matmul(x, cached_transformed_kernel(self, training))
         y = split_group_axis(
             y, len(self._output_elements), self.units, self.bias if self.use_bias else None
         )

@@ -11,7 +11,8 @@ weight is unchanged:
   every assignment, optimizer update and `load_weights` bumps.
 - JAX, called eagerly (outside `jit`): keyed on the identity of each weight's array; JAX
   arrays are immutable, so an assignment installs a new array.
-- TensorFlow, in inference (the call's `training` is False, as in `predict`) outside a
+- TensorFlow, in inference (the call's `training` is False, as in `predict`, which Keras
+  passes to every layer whose `call` accepts `training`) outside a
   distribution strategy, for kernels whose expansion costs more than the check below
   (`TF_CACHE_MIN_PIECES`): in the graph itself. Two variables outside the layer's weights
   hold the kernel's values the expansion was last made from and that expansion; each call
@@ -78,22 +79,13 @@ def _weights_key(variables: list[Any]) -> tuple | None:
 TF_CACHE_MIN_PIECES = 2**15
 
 
-def _training() -> Any:
-    """The `training` value of the Keras call being made (None where none is known)."""
-    from keras.src.backend.common import global_state
-
-    context = global_state.get_global_attribute("current_call_ctx")
-    return None if context is None else context.get_value("training")
-
-
-def _tensorflow_cached(layer: keras.layers.Layer) -> Any:
+def _tensorflow_cached(layer: keras.layers.Layer, training: Any) -> Any:
     """TensorFlow inference: the transformed kernel kept in variables, re-expanded in the
     graph when the bits of its source weights differ from the kept ones; None where no
     cache is used (training, or a distribution strategy, whose replicas would each write)."""
     import tensorflow as tf
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
 
-    if _training() is not False or tf.distribute.has_strategy() or in_stateless_scope():
+    if training is not False or tf.distribute.has_strategy():
         return None
     variables = _source_variables(layer)
     sources = [tf.convert_to_tensor(variable.value) for variable in variables]
@@ -102,29 +94,31 @@ def _tensorflow_cached(layer: keras.layers.Layer) -> Any:
     caches = layer.__dict__.setdefault("_groco_tf_kernel_cache", {})
     key = tuple(source.dtype.name for source in sources)
     if key not in caches:
-        with tf.init_scope():  # made once, eagerly, outside any graph being traced
-            values = [tf.convert_to_tensor(variable.value) for variable in variables]
-            kernel = tf.convert_to_tensor(layer.transformed_kernel())
-            caches[key] = None
-            pieces = kernel.shape.num_elements() // getattr(layer, "filters", 1)
-            same_dtypes = [v.dtype for v in values] == [s.dtype for s in sources]
-            if pieces >= TF_CACHE_MIN_PIECES and same_dtypes:
-                kept = [tf.Variable(v, trainable=False) for v in values]
-                caches[key] = (kept, tf.Variable(kernel, trainable=False))
+        # The expansion's shape, from a trace that is never run; the variables start empty
+        # (nothing is read here: inside a `keras.StatelessScope` the values belong to the
+        # graph being traced).
+        spec = tf.function(layer.transformed_kernel).get_concrete_function().structured_outputs
+        caches[key] = None
+        if spec.shape.num_elements() // getattr(layer, "filters", 1) >= TF_CACHE_MIN_PIECES:
+            with tf.init_scope():  # made once, outside any graph being traced
+                kept = [tf.Variable(tf.zeros(s.shape, s.dtype), trainable=False) for s in sources]
+                expanded = tf.Variable(tf.zeros(spec.shape, spec.dtype), trainable=False)
+                caches[key] = (kept, expanded, tf.Variable(False, trainable=False))
     if caches[key] is None:
         return None
-    kept, expanded = caches[key]
+    kept, expanded, filled = caches[key]
 
     def bits(x: Any) -> Any:
         return tf.bitcast(x, {2: tf.int16, 4: tf.int32, 8: tf.int64}[x.dtype.size])
 
     pairs = list(zip(sources, kept, strict=True))
     same = [tf.reduce_all(tf.equal(bits(s), bits(k.value()))) for s, k in pairs]
-    unchanged = same[0] if len(same) == 1 else tf.reduce_all(same)
+    unchanged = tf.reduce_all([filled.value(), *same])
 
     def expand() -> Any:
         kernel = layer.transformed_kernel()
-        writes = [expanded.assign(kernel)] + [k.assign(s) for s, k in pairs]
+        writes = [expanded.assign(kernel), filled.assign(True)]
+        writes += [k.assign(s) for s, k in pairs]
         with tf.control_dependencies(writes):
             return tf.identity(kernel)
 
@@ -136,7 +130,8 @@ def _tensorflow_cached(layer: keras.layers.Layer) -> Any:
             # The expansion's gradient, recomputed from the values the call read.
             with tf.GradientTape() as tape:
                 tape.watch(sources)
-                with keras.StatelessScope(state_mapping=list(zip(variables, sources, strict=True))):
+                mapping = list(zip(variables, sources, strict=True))
+                with keras.StatelessScope(state_mapping=mapping):
                     kernel = layer.transformed_kernel()
             return (None, *tape.gradient(kernel, sources, output_gradients=upstream))
 
@@ -152,13 +147,14 @@ def _same(key: tuple, other: tuple) -> bool:
     )
 
 
-def cached_transformed_kernel(layer: keras.layers.Layer) -> Any:
+def cached_transformed_kernel(layer: keras.layers.Layer, training: Any = None) -> Any:
     """`layer.transformed_kernel()`, reused from the layer's last call when that call saw the
     same weights (see the module docstring for when that can be known); computed otherwise.
     The cache holds the weight tensors it was computed from, so their identities stay
-    unique while it lives."""
+    unique while it lives. `training` is the call's own (TensorFlow keeps the kernel only
+    where it is False): a layer passes it on by accepting `training` in its `call`."""
     if keras.backend.backend() == "tensorflow":
-        kernel = _tensorflow_cached(layer)
+        kernel = _tensorflow_cached(layer, training)
         return layer.transformed_kernel() if kernel is None else kernel
     key = _weights_key(_source_variables(layer))
     if key is None:

@@ -579,7 +579,7 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
             return self.formulation
         return FASTEST_FORMULATION.get(keras.backend.backend(), {}).get(self.rank, "grouped_conv")
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: Any = None) -> Any:
         channels_first = self.data_format == "channels_first"
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         elements = len(self._output_elements)
@@ -599,7 +599,7 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
                 bias = tile_over_group(self.bias, elements)
         y = depthwise_correlation(
             x,
-            cached_transformed_kernel(self),
+            cached_transformed_kernel(self, training),
             self.strides,
             self.dilation_rate,
             self._formulation(),

@@ -48,13 +48,13 @@ class PointwiseGroupConv(BaseGroupConv):
     def __init__(self, rank: int, filters: int, group: Any, subgroup: Any = None, **kwargs: Any):
         super().__init__(rank, filters, 1, group, subgroup, **kwargs)
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: Any = None) -> Any:
         channels_first = self.data_format == "channels_first"
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         shape = ops.shape(x)
         if not self.lifting:
             x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
-        kernel = cached_transformed_kernel(self)  # (1, ..., 1, [|G|·]C, |H|·F)
+        kernel = cached_transformed_kernel(self, training)  # (1, ..., 1, [|G|·]C, |H|·F)
         elements = len(self._output_elements)
         if keras.backend.backend() == "torch" and not torch_compiling():
             zero, ones = ((0, 0),) * self.rank, (1,) * self.rank
