@@ -11,20 +11,20 @@ weight is unchanged:
   every assignment, optimizer update and `load_weights` bumps.
 - JAX, called eagerly (outside `jit`): keyed on the identity of each weight's array; JAX
   arrays are immutable, so an assignment installs a new array.
-- TensorFlow, in inference (the call's `training` is False, as in `predict`, which Keras
-  passes to every layer whose `call` accepts `training`) outside a
-  distribution strategy, for kernels whose expansion costs more than the check below
-  (`TF_CACHE_MIN_PIECES`): in the graph itself. Two variables outside the layer's weights
-  hold the kernel's values the expansion was last made from and that expansion; each call
-  compares the kernel's bits with the kept ones (a read of the small kernel) and expands
-  only when they differ, so any way of changing a weight is seen. The kept kernel carries
-  the expansion's gradient, so a gradient taken through an inference call is still right.
+- TensorFlow, in inference (the call's `training` is False, as in `predict`; Keras passes
+  it to every layer whose `call` accepts `training`), outside a distribution strategy, for
+  kernels whose expansion costs more than the check (`TF_CACHE_MIN_PIECES`): in the graph
+  itself. Variables outside the layer's weights hold the weights' values the expansion was
+  last made from and that expansion; each call compares the weights' bits with the kept
+  ones (a read of the small kernel) and expands only when they differ, so any way of
+  changing a weight is seen. The kept kernel carries the expansion's gradient, so a
+  gradient taken through an inference call is still right.
 - Elsewhere (JAX inside `jit`, `torch.compile`, training calls, distribution strategies):
   recomputed every call, inside the compiled graph.
 
-The key is what each weight's `value` returns, so a call inside a `keras.StatelessScope` is
-keyed on the scope's values, and under mixed precision (a fresh cast copy per read) nothing
-is reused.
+On PyTorch and JAX the key is what each weight's `value` returns, so a call inside a
+`keras.StatelessScope` is keyed on the scope's values, and under mixed precision (a fresh
+cast copy per read) nothing is reused. TensorFlow compares those values themselves.
 """
 
 from __future__ import annotations
