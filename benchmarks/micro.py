@@ -21,7 +21,11 @@ operation comes from here. The two ways run interleaved in one process; medians 
   `TF_CACHE_MIN_PIECES` of them divided by the filters).
 - jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
   times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
-  and with vectors of 128 values (no tiling).
+  and with vectors of 128 values (no tiling); the train step of a separable layer inside a
+  network (`benchmarks/separable.py`'s `inner` models, P4M 3×3 and 5×5, O 3×3×3) with the
+  depthwise part's input gradient taken per sample against as the transpose of its forward
+  sum (`groco_separable.depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS`), two steps per
+  timing.
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
 """
@@ -268,6 +272,44 @@ def _tf_kept_kernel(repeats: int) -> None:
 
 def jax_cases(repeats: int) -> None:
     _jax_tiled_multiply_add(repeats)
+    _jax_depthwise_input_gradient(repeats)
+
+
+def _jax_depthwise_input_gradient(repeats: int) -> None:
+    import numpy as np
+    from groco_separable import SeparableGroupConv2D, SeparableGroupConv3D, depthwise
+    from separable import _model
+
+    configurations = {
+        "P4M 3x3, (8, 28, 28, 8, 32)": (SeparableGroupConv2D, 32, 3, "P4M", (8, 28, 28, 8, 32)),
+        "P4M 5x5, (8, 28, 28, 8, 32)": (SeparableGroupConv2D, 32, 5, "P4M", (8, 28, 28, 8, 32)),
+        "O 3x3x3, (2, 10, 10, 10, 24, 8)": (
+            SeparableGroupConv3D,
+            8,
+            3,
+            "O",
+            (2, 10, 10, 10, 24, 8),
+        ),
+    }
+    default = depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS
+    for name, (layer_class, fields, kernel, group, shape) in configurations.items():
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=shape).astype("float32")
+        y = rng.normal(size=shape).astype("float32")
+        steps = {}
+        for case, threshold in (("per sample", 1), ("transpose", 2**62)):
+            depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS = threshold
+            layer = layer_class(fields, kernel, group=group, padding="same_equiv")
+            model = _model(layer, shape[1:], "inner")
+            model.train_on_batch(x, y)  # traced now, with this threshold
+
+            def two_steps(model=model, x=x, y=y):
+                model.train_on_batch(x, y)
+                model.train_on_batch(x, y)
+
+            steps[case] = two_steps
+        depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS = default
+        _report(f"jax separable train step x2, inner, {name}", _interleaved(steps, repeats))
 
 
 def _jax_tiled_multiply_add(repeats: int) -> None:

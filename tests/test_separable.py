@@ -114,27 +114,57 @@ def test_the_formulations_have_the_same_gradients(
 ):
     """The gradients of `depthwise_conv` (on TensorFlow with its own kernel gradient above
     3×3; on PyTorch, where it and `grouped_conv` are one convolution, with its kernel
-    gradient in 3×3 tiles above 3×3), `shifts` (with JAX's own kernel gradient) and `patches`
-    with respect to input, kernel and bias equal those of `grouped_conv`, through a nonlinear
-    loss."""
+    gradient in 3×3 tiles above 3×3), `shifts` (with JAX's own gradients, the input's taken
+    per sample above 9 kernel points at stride 1) and `patches` with respect to input, kernel
+    and bias equal those of `grouped_conv`, through a nonlinear loss; so do those with respect
+    to kernel and bias alone, where no input gradient is asked for."""
+    x = rng.normal(size=(3, 9, 9, 4)).astype("float32")
+    formulations = ("depthwise_conv", "shifts", "patches")
+    _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng)
+
+
+@pytest.mark.parametrize(
+    "kernel_size, strides, dilation, multiplier, paddings",
+    [((3, 3, 3), (1, 1, 1), (1, 1, 1), 1, ((1, 1), (1, 1), (1, 1))),
+     ((2, 3, 3), (1, 1, 1), (1, 2, 1), 2, ((0, 1), (2, 2), (1, 0))),
+     ((3, 3, 3), (2, 1, 2), (1, 1, 1), 1, None)],
+)  # fmt: skip
+def test_the_3d_formulations_have_the_same_gradients(
+    kernel_size, strides, dilation, multiplier, paddings, rng
+):
+    """In 3D, where `shifts` is the default on TensorFlow and JAX (each with its own
+    gradients), with and without the input's gradient."""
+    x = rng.normal(size=(2, 6, 7, 6, 3)).astype("float32")
+    formulations = ("shifts", "patches")
+    _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng)
+
+
+def _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng):
+    """Each of `formulations` against `grouped_conv`: the value of a nonlinear loss and its
+    gradients with respect to input, kernel and bias, and to kernel and bias alone."""
     from autodiff import value_and_gradients
     from groco_separable.depthwise import depthwise_correlation
 
-    x = rng.normal(size=(3, 9, 9, 4)).astype("float32")
-    kernel = rng.normal(size=(*kernel_size, 4, multiplier)).astype("float32")
-    bias = rng.normal(size=(4 * multiplier,)).astype("float32")
+    channels = x.shape[-1]
+    kernel = rng.normal(size=(*kernel_size, channels, multiplier)).astype("float32")
+    bias = rng.normal(size=(channels * multiplier,)).astype("float32")
     results = {}
-    for formulation in ("grouped_conv", "depthwise_conv", "shifts", "patches"):
+    for formulation in ("grouped_conv", *formulations):
 
         def loss(x, kernel, bias, formulation=formulation):
             y = depthwise_correlation(x, kernel, strides, dilation, formulation, paddings, bias)
             return ops.sum(ops.sin(y))
 
         results[formulation] = value_and_gradients(loss, x, kernel, bias)
+        results[formulation + " without x"] = value_and_gradients(
+            lambda kernel, bias, loss=loss: loss(x, kernel, bias), kernel, bias
+        )
     value, gradients = results.pop("grouped_conv")
-    for other_value, other_gradients in results.values():
+    expected_without_x = gradients[1:]
+    for name, (other_value, other_gradients) in results.items():
         np.testing.assert_allclose(other_value, value, rtol=1e-4, atol=1e-4)
-        for other, expected in zip(other_gradients, gradients, strict=True):
+        expected_gradients = expected_without_x if name.endswith("without x") else gradients
+        for other, expected in zip(other_gradients, expected_gradients, strict=True):
             np.testing.assert_allclose(other, expected, rtol=1e-4, atol=1e-4)
 
 

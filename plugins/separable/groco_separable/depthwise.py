@@ -9,6 +9,7 @@ the kernel's shape, its transformation (spatial only) and the convolution differ
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import keras
@@ -351,18 +352,37 @@ def _shifts(x: Any, flat_kernel: Any, geometry: tuple) -> Any:
     )
 
 
+# From this many kernel points up, `_jax_shifts` takes the input's gradient per sample too.
+JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS = 10
+
+
 def _jax_shifts(x: Any, flat_kernel: Any, geometry: tuple, paddings: tuple | None) -> Any:
-    """`_shifts` (after zero `paddings`, if any) with a kernel gradient XLA runs well on CPU.
+    """`_shifts` (after zero `paddings`, if any) with gradients XLA runs well on CPU.
 
     Differentiated as it stands, each kernel point's gradient is its own reduction over the
-    whole batch: `k^d` passes over memory. Here the input's gradient is still the transpose of
-    the fused sum, while the kernel's is taken one sample at a time (`lax.map`), every kernel
-    point while the sample is in cache (P4M, 32 fields, 28×28, batch 8, 3×3: 16 → 3 ms; 5×5:
-    56 → 8 ms). The padding happens inside, so XLA fuses it into the sum instead of writing
-    a padded copy.
+    whole batch: `k^d` passes over memory. Here the kernel's gradient is taken one sample at
+    a time (`lax.map`), every kernel point while the sample is in cache (P4M, 32 fields,
+    28×28, batch 8, 3×3: 16 → 3 ms; 5×5: 56 → 8 ms). The padding happens inside, so XLA
+    fuses it into the sum instead of writing a padded copy.
+
+    The input's gradient, where the step needs it:
+
+    - At stride 1 with at least `JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS` kernel points, it is
+      taken in the same loop, as the correlation of the zero-padded output gradient with
+      the flipped kernel, while the sample is in cache. Two train steps of a separable
+      layer inside a network (`benchmarks/micro.py`, two runs), per sample against
+      transpose: P4M 5×5 79.3 / 94.5 and 89.7 / 106.9 ms, O 3×3×3 13.0 / 14.8 and
+      12.2 / 14.1 ms; P4M 3×3 66.4 / 62.8 and 79.4 / 80.3 ms, no gain, so 3×3 keeps the
+      transpose.
+    - Otherwise it is the transpose of the fused sum.
+    - Where nothing asks for it (the input of a network), the loop leaves it out: the
+      forward pass records whether the input is perturbed (`symbolic_zeros`).
     """
     import jax
     import jax.numpy as jnp
+
+    kernel_size, _, strides, dilation_rate = geometry
+    rank = len(kernel_size)
 
     def pad(x):
         if paddings is None:
@@ -376,26 +396,59 @@ def _jax_shifts(x: Any, flat_kernel: Any, geometry: tuple, paddings: tuple | Non
     def shifts(x, kernel):
         return padded_shifts(x, kernel)
 
+    perturbed = {}
+
     def forward(x, kernel):
-        return padded_shifts(x, kernel), (x, kernel)
+        perturbed["input"] = x.perturbed
+        return padded_shifts(x.value, kernel.value), (x.value, kernel.value)
+
+    per_sample_input = all(s == 1 for s in strides) and (
+        math.prod(kernel_size) >= JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS
+    )
+    if per_sample_input:
+        # dx[i] = Σ_r g[i + before − r·d] ψ_r = Σ_r' g_padded[i + r'·d] ψ_{k−1−r'}, with g padded
+        # by (k−1)·d − before and (k−1)·d − after (negative: cropped) per axis.
+        sides = paddings if paddings is not None else ((0, 0),) * rank
+        config = [(0, 0, 0)]
+        for (before, after), k, d in zip(sides, kernel_size, dilation_rate, strict=True):
+            config.append(((k - 1) * d - before, (k - 1) * d - after, 0))
+        config.append((0, 0, 0))
+        input_geometry = (kernel_size, tuple(x.shape[1 : 1 + rank]), (1,) * rank, dilation_rate)
 
     def backward(residuals, gradient):
         x, kernel = residuals
-        _, input_vjp = jax.vjp(lambda x_: padded_shifts(x_, kernel), x)
-        (input_gradient,) = input_vjp(gradient)
+        if isinstance(gradient, jax.custom_derivatives.SymbolicZero):
+            return jnp.zeros_like(x), jnp.zeros_like(kernel)
+        in_loop = per_sample_input and perturbed["input"]
+        if in_loop:
+            flipped = jnp.flip(jnp.reshape(kernel, (*kernel_size, -1)), axis=tuple(range(rank)))
+            flipped = jnp.reshape(flipped, kernel.shape)
+        elif perturbed["input"]:
+            _, input_vjp = jax.vjp(lambda x_: padded_shifts(x_, kernel), x)
+            (input_gradient,) = input_vjp(gradient)
+        else:
+            input_gradient = jnp.zeros_like(x)
 
-        def sample_kernel_gradient(sample):
+        def sample_gradients(sample):
             windows = _windows(pad(sample[0][None]), geometry)
             points = int(np.prod(sample[1].shape[:-1]))
             ones = jnp.ones((points,), gradient.dtype)
             # Σ over positions as a product with ones: XLA's matrix-vector product runs
             # several times faster than its reduction over the leading axes here.
-            return jnp.stack([ones @ jnp.reshape(w[0] * sample[1], (points, -1)) for w in windows])
+            kernel_gradient = jnp.stack(
+                [ones @ jnp.reshape(w[0] * sample[1], (points, -1)) for w in windows]
+            )
+            if not in_loop:
+                return kernel_gradient
+            padded = jax.lax.pad(sample[1][None], jnp.zeros((), gradient.dtype), config)
+            return kernel_gradient, _shifts(padded, flipped, input_geometry)[0]
 
-        per_sample = jax.lax.map(sample_kernel_gradient, (x, gradient))
+        per_sample = jax.lax.map(sample_gradients, (x, gradient))
+        if in_loop:
+            per_sample, input_gradient = per_sample
         return input_gradient, jnp.sum(per_sample, axis=0).astype(kernel.dtype)
 
-    shifts.defvjp(forward, backward)
+    shifts.defvjp(forward, backward, symbolic_zeros=True)
     return shifts(x, flat_kernel)
 
 
