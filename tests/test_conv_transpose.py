@@ -114,16 +114,32 @@ def _reference(f, psi, group_matrices, input_matrices, stride):
     return out
 
 
-@pytest.mark.parametrize("stride, kernel_size", [(1, 3), (2, 2), (2, 3)])
-def test_matches_formula_p4_to_p4m(rng, stride, kernel_size):
+@pytest.mark.parametrize(
+    "stride, kernel_size, padding, crop",
+    [(1, 3, "valid_equiv", 0), (2, 2, "valid_equiv", 0), (2, 3, "valid_equiv", 0),
+     (1, 3, "same_equiv", 1), (2, 3, "same_equiv", 0)],
+)  # fmt: skip
+def test_matches_formula_p4_to_p4m(rng, stride, kernel_size, padding, crop):
+    """The full transposed output, cropped by `crop` points on each side (`same_equiv` at
+    stride 1 is Keras's own `same` window, which the layer lets the convolution apply)."""
     group, subgroup = get_group("P4M"), get_group("P4")
     f = _normal(rng, (2, 3, 3, 4, 2))
     layer = _random_layer(
-        rng, f.shape, 3, kernel_size, group="P4M", subgroup="P4", strides=stride, use_bias=False
+        rng,
+        f.shape,
+        3,
+        kernel_size,
+        group="P4M",
+        subgroup="P4",
+        strides=stride,
+        padding=padding,
+        use_bias=False,
     )
     y = ops.convert_to_numpy(layer(f))
     psi = ops.convert_to_numpy(layer.kernel)
     expected = _reference(f, psi, group.matrices, subgroup.matrices, stride)
+    if crop:
+        expected = expected[:, crop:-crop, crop:-crop]
     np.testing.assert_allclose(y, expected, atol=1e-5)
 
 
