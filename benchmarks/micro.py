@@ -25,7 +25,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
   network (`benchmarks/separable.py`'s `inner` models, P4M 3×3 and 5×5, O 3×3×3) with the
   depthwise part's input gradient taken per sample against as the transpose of its forward
   sum (`groco_separable.depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS`), two steps per
-  timing.
+  timing; the forward pass and kernel gradient of a transposed convolution (stride 1
+  `valid` and `same`, stride 2 `valid`), XLA's own against
+  `groco_core.layers.conv_transpose.conv_transpose`'s.
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
 """
@@ -273,6 +275,7 @@ def _tf_kept_kernel(repeats: int) -> None:
 def jax_cases(repeats: int) -> None:
     _jax_tiled_multiply_add(repeats)
     _jax_depthwise_input_gradient(repeats)
+    _jax_conv_transpose_kernel_gradient(repeats)
 
 
 def _jax_depthwise_input_gradient(repeats: int) -> None:
@@ -339,6 +342,43 @@ def _jax_tiled_multiply_add(repeats: int) -> None:
             repeats,
         ),
     )
+
+
+def _jax_conv_transpose_kernel_gradient(repeats: int) -> None:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from keras import ops
+
+    from groco_core.layers.conv_transpose import conv_transpose
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(32, 14, 14, 128)), "float32")
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 128, 128)), "float32")
+    for stride, padding in ((1, "valid"), (1, "same"), (2, "valid")):
+        shape = ops.conv_transpose(x, kernel, stride, padding, data_format="channels_last").shape
+        upstream = jnp.asarray(rng.normal(size=shape), "float32")
+
+        # x and the upstream gradient are arguments: as constants, XLA would fold the whole
+        # gradient (it does not depend on the kernel) at compile time.
+        def xla(kernel, x, upstream, stride=stride, padding=padding):
+            y = ops.conv_transpose(x, kernel, stride, padding, data_format="channels_last")
+            return jnp.sum(y * upstream)
+
+        def ours(kernel, x, upstream, stride=stride, padding=padding):
+            return jnp.sum(conv_transpose(x, kernel, (stride, stride), padding) * upstream)
+
+        steps = {}
+        for name, loss in (("XLA's", xla), ("conv_transpose's", ours)):
+            gradient = jax.jit(jax.grad(loss))
+            steps[name] = lambda gradient=gradient, upstream=upstream: gradient(
+                kernel, x, upstream
+            ).block_until_ready()
+        _report(
+            f"jax transposed convolution (32, 14, 14, 128), 3x3, stride {stride} {padding}, "
+            "forward and kernel gradient",
+            _interleaved(steps, max(3, repeats // 3)),
+        )
 
 
 def main() -> None:

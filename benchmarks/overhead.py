@@ -134,6 +134,12 @@ LAYER_ROWS = {
         (14, 14, 128),
         strides=2,
     ),
+    "GroupConv2DTranspose P4M s1 valid_equiv": LayerRow(
+        lambda: GroupConv2DTranspose(16, 3, group="P4M"),
+        lambda: keras.layers.Conv2DTranspose(128, 3),
+        (14, 14, 8, 16),
+        (14, 14, 128),
+    ),
     "GroupConv2DTranspose P4M s1 same_equiv": LayerRow(
         lambda: GroupConv2DTranspose(16, 3, padding="same_equiv", group="P4M"),
         lambda: keras.layers.Conv2DTranspose(128, 3, padding="same"),

@@ -189,6 +189,38 @@ def test_trivial_group_matches_keras_conv_transpose(
     np.testing.assert_allclose(y, ops.convert_to_numpy(plain(x)), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "x_shape, kernel_shape, strides, padding",
+    [((2, 4, 5, 3), (3, 3, 4, 3), (2, 2), "valid"),
+     ((2, 4, 5, 3), (3, 3, 4, 3), (1, 1), "valid"),
+     ((2, 4, 5, 3), (3, 2, 4, 3), (2, 1), "same"),
+     ((3, 6, 2), (4, 5, 2), (3,), "valid"),
+     ((1, 3, 2, 3, 2), (2, 3, 2, 3, 2), (2, 2, 1), "same")],
+)  # fmt: skip
+def test_conv_transpose_has_keras_gradients(rng, x_shape, kernel_shape, strides, padding):
+    """`conv_transpose` (on JAX on a CPU with its own kernel gradient) gives the value and
+    the input and kernel gradients of `keras.ops.conv_transpose`, through a nonlinear
+    loss."""
+    from autodiff import value_and_gradients
+
+    from groco_core.layers.conv_transpose import conv_transpose
+
+    x, kernel = _normal(rng, x_shape), _normal(rng, kernel_shape)
+
+    def ours(x, kernel):
+        return ops.sum(ops.sin(conv_transpose(x, kernel, strides, padding)))
+
+    def keras_own(x, kernel):
+        y = ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
+        return ops.sum(ops.sin(y))
+
+    value, gradients = value_and_gradients(ours, x, kernel)
+    expected_value, expected_gradients = value_and_gradients(keras_own, x, kernel)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-4)
+    for gradient, expected in zip(gradients, expected_gradients, strict=True):
+        np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-4)
+
+
 # -- equivariance --------------------------------------------------------------------------
 
 GROUPS = ["P4M", "P4", "P2MM", "CMM", "PMd"]

@@ -208,6 +208,16 @@ def torch_conv_channels_last(
     return y.permute(0, *range(2, rank + 2), 1)
 
 
+def on_jax_cpu() -> bool:
+    """Whether this runs on JAX computing on the CPU, where some layers take gradients XLA's
+    CPU backend runs faster than its own. Public for layer plugins."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 def torch_compiling() -> bool:
     """Whether this runs on PyTorch inside `torch.compile`, where code paths that call
     `torch` directly give way to Keras's own ops (which the compiler traces). Public for

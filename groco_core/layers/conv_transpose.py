@@ -21,7 +21,12 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
-from groco_core.layers.conv import BaseGroupConv, keyword_arguments, split_group_axis
+from groco_core.layers.conv import (
+    BaseGroupConv,
+    keyword_arguments,
+    on_jax_cpu,
+    split_group_axis,
+)
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 
 
@@ -82,6 +87,49 @@ def transposed_window(
         f"padding='{base}_equiv', which crops "
         "equally on both sides, or pass allow_non_equivariance=True."
     )
+
+
+def conv_transpose(x: Any, kernel: Any, strides: tuple[int, ...], padding: str) -> Any:
+    """`keras.ops.conv_transpose` (channels last), whose kernel gradient on JAX on a CPU is
+    taken as that of a strided convolution. Public for layer plugins.
+
+    XLA's CPU backend runs its own kernel gradient of a transposed convolution dozens of
+    times slower than the forward pass, except with Keras's `same` window at stride 1. A
+    transposed convolution `T_K` is the adjoint of the strided convolution `C_K` that is its
+    input gradient: `<g, T_K x> = <C_K g, x>` for every kernel `K`, so the kernel gradient of
+    `<g, T_K x>` is that of `K ↦ <C_K g, x>`, a convolution's kernel gradient, which XLA runs
+    fast. `(32, 14, 14, 128)`, 3×3, forward pass and kernel gradient, XLA's way against this
+    way (benchmarks/micro.py): stride 1 `valid` 682.2 against 20.2 ms, stride 2 `valid`
+    710.9 against 17.7 ms and 853.5 against 23.3 ms; stride 1 `same` 10.6 ms either way,
+    where XLA's own stays.
+    """
+    xla_is_fast = padding == "same" and all(s == 1 for s in strides)
+    if xla_is_fast or not on_jax_cpu():
+        return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
+    import jax
+
+    def transposed(x, kernel):
+        return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
+
+    @jax.custom_vjp
+    def product(x, kernel):
+        return transposed(x, kernel)
+
+    def forward(x, kernel):
+        return transposed(x, kernel), (x, kernel)
+
+    def backward(residuals, gradient):
+        x, kernel = residuals
+
+        def input_gradient(kernel):  # C_K g
+            _, input_vjp = jax.vjp(lambda x_: transposed(x_, kernel), x)
+            return input_vjp(gradient)[0]
+
+        x_gradient, kernel_vjp = jax.vjp(input_gradient, kernel)
+        return x_gradient, kernel_vjp(x)[0]
+
+    product.defvjp(forward, backward)
+    return product(x, kernel)
 
 
 class BaseGroupConvTranspose(BaseGroupConv):
@@ -257,10 +305,10 @@ class BaseGroupConvTranspose(BaseGroupConv):
             shape = ops.shape(x)
             x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         # Keras's `same` where this layer's window is that one, else `valid`, plus zero input
-        # rows and a crop where needed: a crop that keeps everything still costs a copy of
-        # the output's gradient on TensorFlow (StridedSliceGrad) and PyTorch. At stride 2
-        # (P4M, 16 fields, (32, 14, 14, 8, 16)), the train step's ratio to the plain layer
-        # went from 1.10–1.13 to 1.01–1.02 on TensorFlow (benchmarks/overhead.py).
+        # rows and a crop where needed: a crop that keeps everything still cost a copy of the
+        # output's gradient on TensorFlow (StridedSliceGrad). Train-step ratios to the plain
+        # layer, TensorFlow, P4M, 16 fields, (32, 14, 14, 8, 16): stride 2 `valid_equiv`
+        # 1.10–1.13 → 1.01–1.02, stride 1 `same_equiv` 1.38–1.43 → 1.02 (docs/benchmarks.md).
         same = all(
             keras_transposed_window(e, s, "same", None) == window
             for e, s, window in zip(self._extents, self.strides, self._windows, strict=True)
@@ -270,12 +318,8 @@ class BaseGroupConvTranspose(BaseGroupConv):
             input_padding = cropping = ()
         if any(before or after for before, after in input_padding):
             x = ops.pad(x, [(0, 0), *input_padding, (0, 0)])
-        y = ops.conv_transpose(
-            x,
-            cached_transformed_kernel(self, training),
-            strides=self.strides,
-            padding="same" if same else "valid",
-            data_format="channels_last",
+        y = conv_transpose(
+            x, cached_transformed_kernel(self, training), self.strides, "same" if same else "valid"
         )
         if any(before or after for before, after in cropping):
             y = y[(slice(None),) + tuple(slice(b, -a if a else None) for b, a in cropping)]

@@ -22,6 +22,7 @@ from groco_core.layers.conv import (
     KernelGather,
     add_kernel_and_bias,
     keyword_arguments,
+    on_jax_cpu,
     split_group_axis,
     tile_over_group,
     torch_compiling,
@@ -138,7 +139,7 @@ def _depthwise_correlation(
     kernel_size = tuple(kernel.shape[:rank])
     channels, multiplier = kernel.shape[-2], kernel.shape[-1]
     padded = paddings is not None and any(before or after for before, after in paddings)
-    if padded and (formulation != "shifts" or not _on_jax_cpu()):
+    if padded and (formulation != "shifts" or not on_jax_cpu()):
         x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
         padded = False
     if formulation == "depthwise_conv":
@@ -168,21 +169,11 @@ def _depthwise_correlation(
     if multiplier > 1:
         x = ops.repeat(x, multiplier, axis=-1)
     flat_kernel = ops.reshape(kernel, (-1, channels * multiplier))
-    if _on_jax_cpu():
+    if on_jax_cpu():
         return _jax_shifts(x, flat_kernel, geometry, paddings if padded else None)
     if _tf_shifts_apply(x, geometry):
         return _tf_shifts(x, flat_kernel, geometry)
     return _shifts(x, flat_kernel, geometry)
-
-
-def _on_jax_cpu() -> bool:
-    """Whether JAX computes on the CPU, where `_jax_shifts`'s per-sample loop pays off (on
-    an accelerator the loop would serialise what runs in parallel)."""
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu"
 
 
 def _tf_swapped_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tuple) -> bool:
