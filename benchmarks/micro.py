@@ -27,7 +27,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
   sum (`groco_separable.depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS`), two steps per
   timing; the forward pass and kernel gradient of a transposed convolution (stride 1
   `valid` and `same`, stride 2 `valid`), XLA's own against
-  `groco_core.layers.conv_transpose.conv_transpose`'s.
+  `groco_core.layers.conv_transpose.conv_transpose`'s; a `valid` convolution in 1D, 2D
+  and 3D, forward and with its gradients, unpadded (`keras.ops.conv`) against with a zero
+  row that adds no output (`groco_core.layers.conv.jax_conv`).
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
 """
@@ -276,6 +278,7 @@ def jax_cases(repeats: int) -> None:
     _jax_tiled_multiply_add(repeats)
     _jax_depthwise_input_gradient(repeats)
     _jax_conv_transpose_kernel_gradient(repeats)
+    _jax_unpadded_convolution(repeats)
 
 
 def _jax_depthwise_input_gradient(repeats: int) -> None:
@@ -377,6 +380,48 @@ def _jax_conv_transpose_kernel_gradient(repeats: int) -> None:
         _report(
             f"jax transposed convolution (32, 14, 14, 128), 3x3, stride {stride} {padding}, "
             "forward and kernel gradient",
+            _interleaved(steps, max(3, repeats // 3)),
+        )
+
+
+def _jax_unpadded_convolution(repeats: int) -> None:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from keras import ops
+
+    from groco_core.layers.conv import jax_conv
+
+    rng = np.random.default_rng(0)
+    for shape in ((32, 256, 32), (32, 28, 28, 128), (4, 12, 12, 12, 96)):
+        rank = len(shape) - 2
+        x = jnp.asarray(rng.normal(size=shape), "float32")
+        kernel = jnp.asarray(rng.normal(size=(3,) * rank + shape[-1:] * 2), "float32")
+        ones = (1,) * rank
+
+        def keras_valid(kernel, x):
+            return ops.conv(x, kernel, 1, "valid", data_format="channels_last")
+
+        def padded_row(kernel, x, ones=ones):
+            return jax_conv(x, kernel, ones, ((0, 0),) * len(ones), ones)
+
+        upstream = jnp.asarray(rng.normal(size=keras_valid(kernel, x).shape), "float32")
+        steps = {}
+        for name, conv in (("unpadded", keras_valid), ("jax_conv", padded_row)):
+            forward = jax.jit(conv)
+
+            def loss(kernel, x, upstream, conv=conv):
+                return jnp.sum(conv(kernel, x) * upstream)
+
+            train = jax.jit(jax.grad(loss, argnums=(0, 1)))
+            steps[f"{name} forward"] = lambda forward=forward, x=x, kernel=kernel: forward(
+                kernel, x
+            ).block_until_ready()
+            steps[f"{name} train"] = lambda train=train, x=x, kernel=kernel, upstream=upstream: (
+                jax.block_until_ready(train(kernel, x, upstream))
+            )
+        _report(
+            f"jax valid convolution {shape}, 3^{rank} kernel, forward / forward and gradients",
             _interleaved(steps, max(3, repeats // 3)),
         )
 
