@@ -393,17 +393,27 @@ def _jax_unpadded_convolution(repeats: int) -> None:
     from groco_core.layers.conv import jax_conv
 
     rng = np.random.default_rng(0)
-    for shape in ((32, 256, 32), (32, 28, 28, 128), (4, 12, 12, 12, 96)):
+    configurations = (  # input shape, kernel size, stride, dilation
+        ((32, 256, 32), 3, 1, 1),
+        ((16, 28, 28, 128), 1, 1, 1),
+        ((16, 28, 28, 128), 2, 1, 1),
+        ((16, 28, 28, 128), 3, 1, 1),
+        ((16, 28, 28, 128), 3, 1, 2),
+        ((16, 28, 28, 128), 5, 1, 1),
+        ((16, 28, 28, 128), 3, 2, 1),
+        ((4, 12, 12, 12, 96), 3, 1, 1),
+    )
+    for shape, size, stride, dilation in configurations:
         rank = len(shape) - 2
         x = jnp.asarray(rng.normal(size=shape), "float32")
-        kernel = jnp.asarray(rng.normal(size=(3,) * rank + shape[-1:] * 2), "float32")
-        ones = (1,) * rank
+        kernel = jnp.asarray(rng.normal(size=(size,) * rank + shape[-1:] * 2), "float32")
+        strides, dilations = (stride,) * rank, (dilation,) * rank
 
-        def keras_valid(kernel, x):
-            return ops.conv(x, kernel, 1, "valid", data_format="channels_last")
+        def keras_valid(kernel, x, strides=strides, dilations=dilations):
+            return ops.conv(x, kernel, strides, "valid", "channels_last", dilations)
 
-        def padded_row(kernel, x, ones=ones):
-            return jax_conv(x, kernel, ones, ((0, 0),) * len(ones), ones)
+        def padded_row(kernel, x, strides=strides, dilations=dilations):
+            return jax_conv(x, kernel, strides, ((0, 0),) * len(strides), dilations)
 
         upstream = jnp.asarray(rng.normal(size=keras_valid(kernel, x).shape), "float32")
         steps = {}
@@ -421,7 +431,8 @@ def _jax_unpadded_convolution(repeats: int) -> None:
                 jax.block_until_ready(train(kernel, x, upstream))
             )
         _report(
-            f"jax valid convolution {shape}, 3^{rank} kernel, forward / forward and gradients",
+            f"jax valid convolution {shape}, kernel {size}, stride {stride}, dilation "
+            f"{dilation}, forward / forward and gradients",
             _interleaved(steps, max(3, repeats // 3)),
         )
 

@@ -232,11 +232,20 @@ def jax_conv(
     with some. So where nothing is padded, this pads one zero row at the end of the first
     spatial axis and drops the output row it adds, if any (no window of the unpadded input
     reaches that row). Other paddings go to the convolution as they are, with no separate
-    pad. `valid`, 3×3, forward
-    pass / forward pass and gradients, unpadded against this way (benchmarks/micro.py):
-    `(32, 28, 28, 128)` 79.0 / 107.5 against 20.8 / 55.3 ms; `(32, 256, 32)` 0.31 / 0.61
-    against 0.31 / 0.60 ms; `(4, 12, 12, 12, 96)` 20.1 / 58.1 against 22.2 / 58.3 ms. So
-    `BaseGroupConv` uses it in 2D only.
+    pad. `valid` convolutions of `(16, 28, 28, 128)`, forward pass / forward pass and
+    gradients in ms, unpadded against this way (benchmarks/micro.py):
+
+    | kernel, stride, dilation | unpadded | `jax_conv` |
+    |---|---|---|
+    | 3×3, 1, 1 | 37.8 / 53.8 | 10.2 / 24.7 |
+    | 5×5, 1, 1 | 100.8 / 112.0 | 19.5 / 48.1 |
+    | 3×3, 1, 2 | 33.1 / 49.5 | 8.5 / 26.4 |
+    | 2×2, 1, 1 | 10.3 / 18.0 | 8.6 / 15.8 |
+    | 3×3, 2, 1 | 4.7 / 9.3 | 3.5 / 9.3 |
+    | 1×1, 1, 1 | 2.4 / 9.8 | 1.7 / 131.8 |
+
+    and no gain in 1D (`(32, 256, 32)`, 3) or 3D (`(4, 12, 12, 12, 96)`, 3×3×3). So
+    `BaseGroupConv` uses it in 2D at stride 1 with at least 2 kernel points per axis only.
 
     Args:
         x: `(batch, *spatial, C)`.
@@ -761,7 +770,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
                 self.allow_non_equivariance,
                 type(self).__name__,
             )
-        if conv_padding == "valid" and self.rank == 2 and on_jax_cpu():
+        if self._jax_conv_applies(conv_padding):
             paddings = explicit if explicit is not None else ((0, 0),) * self.rank
             kernel = cached_transformed_kernel(self, training)
             y = jax_conv(x, kernel, self.strides, paddings, self.dilation_rate)
@@ -777,6 +786,18 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             dilation_rate=self.dilation_rate,
         )
         return self._finish(y, channels_first)
+
+    def _jax_conv_applies(self, conv_padding: str) -> bool:
+        """Whether `call` convolves through `jax_conv`: JAX on a CPU, 2D, no padding Keras's
+        `same` gives, stride 1 and a kernel of at least 2 points on each axis (where it was
+        measured faster; see `jax_conv`)."""
+        return (
+            conv_padding == "valid"
+            and self.rank == 2
+            and all(s == 1 for s in self.strides)
+            and min(self._extents) >= 2
+            and on_jax_cpu()
+        )
 
     def _finish(self, y: Any, channels_first: bool, bias_added: bool = False) -> Any:
         """Bias (unless `bias_added`), group axis split off, activation and data format of the
