@@ -308,7 +308,8 @@ class BaseGroupConvTranspose(BaseGroupConv):
         # rows and a crop where needed: a crop that keeps everything still cost a copy of the
         # output's gradient on TensorFlow (StridedSliceGrad). Train-step ratios to the plain
         # layer, TensorFlow, P4M, 16 fields, (32, 14, 14, 8, 16): stride 2 `valid_equiv`
-        # 1.10–1.13 → 1.01–1.02, stride 1 `same_equiv` 1.38–1.43 → 1.02 (docs/benchmarks.md).
+        # 1.11–1.13 → 0.97–1.01, stride 1 `same_equiv` 1.36–1.40 → 1.02–1.03
+        # (docs/benchmarks.md).
         same = all(
             keras_transposed_window(e, s, "same", None) == window
             for e, s, window in zip(self._extents, self.strides, self._windows, strict=True)
