@@ -30,13 +30,18 @@ operation comes from here. The two ways run interleaved in one process; medians 
   `groco_core.layers.conv_transpose.conv_transpose`'s; a `valid` convolution in 1D, 2D
   and 3D, forward and with its gradients, unpadded (`keras.ops.conv`) against with a zero
   row that adds no output (`groco_core.layers.conv.jax_conv`).
+- jax and tensorflow: the train step of a group convolution with a one-point kernel inside a
+  network (P4M, O and LM, strides 1 and 2) as the backend's convolution against as a matrix
+  product (where `groco_core.layers.conv.BaseGroupConv` uses which).
 
-Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15]`
+Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15] [--only CASE]`; `--only`
+runs the one case function whose name starts with CASE (e.g. `pointwise`, `jax_unpadded`).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -214,6 +219,7 @@ def tensorflow_cases(repeats: int) -> None:
             _interleaved({"TensorFlow's": native, "swapped roles": swapped}, repeats),
         )
     _tf_kept_kernel(repeats)
+    _pointwise_group_conv(repeats)
 
 
 def _tf_kept_kernel(repeats: int) -> None:
@@ -279,6 +285,7 @@ def jax_cases(repeats: int) -> None:
     _jax_depthwise_input_gradient(repeats)
     _jax_conv_transpose_kernel_gradient(repeats)
     _jax_unpadded_convolution(repeats)
+    _pointwise_group_conv(repeats)
 
 
 def _jax_depthwise_input_gradient(repeats: int) -> None:
@@ -437,10 +444,61 @@ def _jax_unpadded_convolution(repeats: int) -> None:
         )
 
 
+def _pointwise_group_conv(repeats: int) -> None:
+    """Train steps of a group convolution with a one-point kernel inside a network
+    (`benchmarks/separable.py`'s `inner` models), as the backend's convolution against as a
+    matrix product (`BaseGroupConv._matmul_applies` forced either way), two steps per
+    timing."""
+    import numpy as np
+    from separable import _model
+
+    from groco_core import GroupConv1D, GroupConv2D, GroupConv3D
+    from groco_core.layers import conv
+
+    configurations = {
+        "P4M, (8, 28, 28, 8, 32)": (GroupConv2D, 32, "P4M", (8, 28, 28, 8, 32)),
+        "O, (4, 11, 11, 11, 24, 8)": (GroupConv3D, 8, "O", (4, 11, 11, 11, 24, 8)),
+        "LM, (32, 255, 2, 64)": (GroupConv1D, 64, "LM", (32, 255, 2, 64)),
+    }
+    chooses = conv.BaseGroupConv._matmul_applies
+    for (name, (layer_class, fields, group, shape)), stride in itertools.product(
+        configurations.items(), (1, 2)
+    ):
+        rng = np.random.default_rng(0)
+        size = shape[1] - 1 if stride == 2 and shape[1] % 2 == 0 else shape[1]
+        shape = (shape[0], *(size,) * (len(shape) - 3), *shape[-2:])
+        x = rng.normal(size=shape).astype("float32")
+        steps = {}
+        for case, product in (("convolution", False), ("matrix product", True)):
+            conv.BaseGroupConv._matmul_applies = lambda self, product=product: product
+            model = _model(layer_class(fields, 1, stride, group=group), shape[1:], "inner")
+            y = rng.normal(size=(shape[0], *model.output_shape[1:])).astype("float32")
+            model.train_on_batch(x, y)  # traced now, with this choice
+
+            def two_steps(model=model, x=x, y=y):
+                model.train_on_batch(x, y)
+                model.train_on_batch(x, y)
+
+            steps[case] = two_steps
+        conv.BaseGroupConv._matmul_applies = chooses
+        _report(
+            f"{keras.backend.backend()} kernel-1 group convolution train step x2, inner, "
+            f"{name}, stride {stride}",
+            _interleaved(steps, repeats),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--only", help="run only the case of this name (e.g. pointwise)")
     args = parser.parse_args()
+    if args.only is not None:
+        names = [n for n in globals() if n.strip("_").startswith(args.only) and n != "main"]
+        if len(names) != 1:
+            parser.error(f"--only {args.only!r} matches {names or 'no case'}; name one case")
+        globals()[names[0]](args.repeats)
+        return
     cases = {"torch": torch_cases, "tensorflow": tensorflow_cases, "jax": jax_cases}
     cases[keras.backend.backend()](args.repeats)
 

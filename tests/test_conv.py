@@ -64,6 +64,53 @@ def test_group_conv_equals_the_design_formula(name, rng):
         np.testing.assert_allclose(y[..., h, :], correlate(merged_x, kernel_h) + bias, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "layer_class, name, size, kwargs",
+    [
+        (GroupConv1D, "LM", 9, {"strides": 2}),
+        (GroupConv2D, "P4M", 7, {}),
+        (GroupConv2D, "P4M", 7, {"strides": 2, "subgroup": "P4"}),
+        (GroupConv2D, "P4M", 7, {"strides": 3, "groups": 2, "data_format": "channels_first"}),
+        (GroupConv3D, "O", 5, {}),
+        (GroupConv3D, "O", 5, {"strides": 2, "subgroup": "D4"}),
+    ],
+)
+@pytest.mark.parametrize("lifting", [True, False])
+def test_one_point_kernels_equal_the_design_formula(layer_class, name, size, kwargs, lifting, rng):
+    """A 1-point kernel mixes fields and group elements at every `strides`-th point; JAX and
+    TensorFlow compute it as a matrix product, PyTorch as a convolution."""
+    group = get_group(name)
+    rank, order = group.dimension, group.order
+    channels_first = kwargs.get("data_format") == "channels_first"
+    layer = layer_class(4, 1, group=name, **kwargs)
+    group_axis = () if lifting else (order,)
+    x = rng.normal(size=(2, *(size,) * rank, *group_axis, 2)).astype("float32")
+    y = ops.convert_to_numpy(layer(np.moveaxis(x, -1, 1) if channels_first else x))
+    y = np.moveaxis(y, 1, -1) if channels_first else y
+    layer.bias.assign(rng.normal(size=(4,)).astype("float32"))
+    y = ops.convert_to_numpy(layer(np.moveaxis(x, -1, 1) if channels_first else x))
+    y = np.moveaxis(y, 1, -1) if channels_first else y
+    psi = ops.convert_to_numpy(layer.kernel).reshape((*group_axis, -1, 4))
+    if kwargs.get("groups", 1) > 1:  # input field j feeds output fields 2j and 2j + 1
+        dense = np.zeros((*group_axis, 2, 4), "float32")
+        for j in range(2):
+            dense[..., j, 2 * j : 2 * j + 2] = psi[..., 0, 2 * j : 2 * j + 2]
+        psi = dense
+    strides = kwargs.get("strides", 1)
+    points = x[(slice(None), *(slice(None, None, strides),) * rank)]
+    subgroup = get_group(kwargs.get("subgroup", name))
+    elements = [group.index_of(m) for m in subgroup.matrices]
+    assert y.shape == (*points.shape[: 1 + rank], len(elements), 4)
+    for h, element in enumerate(elements):
+        if lifting:
+            expected = points @ psi
+        else:  # ψ(h⁻¹k): the test's own action on the kernel's group axis
+            psi_h = act(psi, group.matrices[element], (), group.matrices, 0)
+            expected = np.einsum("...kc,kcf->...f", points, psi_h)
+        bias = ops.convert_to_numpy(layer.bias)
+        np.testing.assert_allclose(y[..., h, :], expected + bias, atol=1e-5)
+
+
 def test_p1_is_a_plain_conv2d(rng):
     x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
     plain = keras.layers.Conv2D(4, 3, padding="same", activation="relu")

@@ -770,6 +770,14 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
                 self.allow_non_equivariance,
                 type(self).__name__,
             )
+        if explicit is None and self._matmul_applies():
+            # A kernel of one point: the convolution is a product with the kernel's matrix on
+            # the input's points (every `stride`-th).
+            if any(s > 1 for s in self.strides):
+                x = x[(slice(None), *(slice(None, None, s) for s in self.strides))]
+            kernel = cached_transformed_kernel(self, training)
+            y = ops.matmul(x, reshape(kernel, tuple(kernel.shape[-2:])))
+            return self._finish(y, channels_first)
         if self._jax_conv_applies(conv_padding):
             paddings = explicit if explicit is not None else ((0, 0),) * self.rank
             kernel = cached_transformed_kernel(self, training)
@@ -786,6 +794,38 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             dilation_rate=self.dilation_rate,
         )
         return self._finish(y, channels_first)
+
+    def _matmul_applies(self) -> bool:
+        """Whether `call` computes the convolution as a matrix product: a kernel of one point,
+        on JAX on a CPU in 2D and 3D at any stride, and on TensorFlow on a CPU at stride 1.
+
+        Two train steps of a `GroupConv` with kernel 1 inside a network, convolution against
+        product, in ms, two runs each (`KERAS_BACKEND=jax` or `tensorflow` `python
+        benchmarks/micro.py --only pointwise`; P4M with 32 fields on `(8, 28, 28, 8, 32)`,
+        O with 8 on `(4, 11, 11, 11, 24, 8)`, LM with 64 on `(32, 255, 2, 64)`):
+
+        | backend, stride | P4M | O | LM (1D) |
+        |---|---|---|---|
+        | JAX, 1 | 68.4 / 38.7; 56.6 / 28.2 | 30.1 / 20.9; 25.7 / 21.1 | 17.3 / 18.2; 12.9 / 14.4 |
+        | JAX, 2 | 27.0 / 14.5; 21.8 / 12.2 | 30.5 / 6.2; 33.7 / 6.0 | 13.4 / 14.9; 9.9 / 10.1 |
+        | TF, 1 | 39.4 / 35.3; 34.2 / 27.3 | 22.9 / 21.4; 19.2 / 18.7 | 20.6 / 19.8; 13.9 / 13.5 |
+        | TF, 2 | 19.8 / 27.6; 16.3 / 23.1 | 12.0 / 16.5; 9.6 / 12.7 | 17.6 / 27.0; 12.7 / 18.2 |
+
+        Elsewhere the convolution stays: JAX in 1D gained nothing, TensorFlow at stride 2
+        lost (its strided slice and the slice's gradient), and PyTorch's oneDNN 1×1
+        convolution on channels-last memory is faster than its matrix product
+        (`KERAS_BACKEND=torch python benchmarks/micro.py`, the pointwise case).
+        """
+        if any(k != 1 for k in self.kernel_size):
+            return False
+        backend = keras.backend.backend()
+        if backend == "jax":
+            return self.rank >= 2 and on_jax_cpu()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return all(s == 1 for s in self.strides) and not tf.config.list_logical_devices("GPU")
+        return False
 
     def _jax_conv_applies(self, conv_padding: str) -> bool:
         """Whether `call` convolves through `jax_conv`: JAX on a CPU, 2D, no padding Keras's
