@@ -229,8 +229,8 @@ def _torch_tiled_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tup
     """Whether `_torch_depthwise` runs this depthwise convolution: 2 spatial axes, a kernel of
     at least 3 points on each and more than 3×3 in all, strides and dilation 1. PyTorch's
     (oneDNN's) kernel gradient of a 3×3 depthwise convolution is fast, above it slow: the
-    forward pass and kernel gradient of `(8, 28, 28, 256)` took 1.2–1.5 ms at 3×3 and
-    6.2–10.1 ms at 5×5 (benchmarks/micro.py, two runs)."""
+    forward pass and kernel gradient of `(8, 28, 28, 256)` took 2.2–3.9 ms at 3×3 and
+    13.7–15.6 ms at 5×5 (`benchmarks/micro.py --only torch_tiled`, four runs)."""
     size = tuple(kernel.shape[:2])
     return (
         len(strides) == 2
@@ -258,36 +258,73 @@ def _torch_depthwise_function() -> Any:
     class Depthwise(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, weight, bias, pads, groups):
-            padded = tnn.pad(x, pads) if any(pads) else x
-            ctx.save_for_backward(padded, weight)
+            left, right, top, bottom = pads
+            batch, channels, height, width = x.shape
+            rows, columns = height + top + bottom, width + left + right
+            kh, kw = weight.shape[2:]
+            # The zero-padded input, channels last, in a buffer with spare zero rows at its
+            # end, which the kernel gradient's shifted views of it read past the last sample.
+            spare = kh - 3 + (kw > 3)
+            buffer = x.new_zeros(batch * rows + spare, columns, channels)
+            samples = buffer[: batch * rows].view(batch, rows, columns, channels)
+            samples[:, top : top + height, left : left + width] = x.permute(0, 2, 3, 1)
+            padded = samples.permute(0, 3, 1, 2)
+            ctx.save_for_backward(buffer, weight)
             ctx.pads, ctx.groups, ctx.has_bias = pads, groups, bias is not None
+            ctx.shape = (batch, channels, rows, columns)
             return tnn.conv2d(padded, weight, bias, groups=groups)
 
         @staticmethod
         def backward(ctx, upstream):
-            padded, weight = ctx.saved_tensors
+            buffer, weight = ctx.saved_tensors
+            batch, channels, rows, columns = ctx.shape
+            left, right, top, bottom = ctx.pads
+            kh, kw = weight.shape[2:]
             upstream = upstream.contiguous(memory_format=torch.channels_last)
-            padded = padded.contiguous(memory_format=torch.channels_last)
             common = ([1, 1], [0, 0], [1, 1], False, [0, 0], ctx.groups)
             input_gradient = None
-            if ctx.needs_input_grad[0]:
+            flippable = top == bottom and left == right and weight.shape[0] == ctx.groups
+            if ctx.needs_input_grad[0] and flippable:
+                # With symmetric padding and one kernel per channel, the correlation of the
+                # upstream with the flipped kernel: a depthwise forward pass at the input's
+                # size, which oneDNN runs faster than its input gradient.
+                padding = (kh - 1 - top, kw - 1 - left)
+                input_gradient = tnn.conv2d(
+                    upstream, weight.flip(2, 3), padding=padding, groups=ctx.groups
+                )
+            elif ctx.needs_input_grad[0]:
+                padded = buffer[: batch * rows].view(batch, rows, columns, channels)
+                padded = padded.permute(0, 3, 1, 2)
                 input_gradient = torch.ops.aten.convolution_backward(
                     upstream, padded, weight, None, *common, [True, False, False]
                 )[0]
-                left, right, top, bottom = ctx.pads
-                height, width = input_gradient.shape[2:]
-                input_gradient = input_gradient[:, :, top : height - bottom, left : width - right]
+                input_gradient = input_gradient[:, :, top : rows - bottom, left : columns - right]
             kernel_gradient = None
             if ctx.needs_input_grad[1]:
+                # The samples stacked into one tall image, row `n·rows + i` of the buffer being
+                # row `i` of sample `n`, and the upstream in a zero frame stacked alike (a 3×3
+                # kernel's output width): one 3×3 kernel gradient over the stack sums every
+                # sample's own windows. The tile at offset (a, b) reads the buffer from
+                # `a·columns + b` points on, a view of it (no copy) whose reads past the end of
+                # a row meet only zeros of the frame.
+                stack = batch * rows
+                outputs, out_h, out_w = upstream.shape[1:]
+                frame = upstream.new_zeros(stack, columns - 2, outputs)
+                framed = frame.view(batch, rows, columns - 2, outputs)
+                framed[:, :out_h, :out_w] = upstream.permute(0, 2, 3, 1)
+                framed = frame[: stack - 2].unsqueeze(0).permute(0, 3, 1, 2)
                 kernel_gradient = torch.empty_like(weight)
                 tile = weight[:, :, :3, :3]
-                out_h, out_w = upstream.shape[2:]
-                for a in _tile_starts(weight.shape[2]):
-                    for b in _tile_starts(weight.shape[3]):
-                        window = padded[:, :, a : a + out_h + 2, b : b + out_w + 2]
+                for a in _tile_starts(kh):
+                    for b in _tile_starts(kw):
+                        view = buffer.as_strided(
+                            (1, stack, columns, channels),
+                            (buffer.numel(), columns * channels, channels, 1),
+                            (a * columns + b) * channels,
+                        ).permute(0, 3, 1, 2)
                         kernel_gradient[:, :, a : a + 3, b : b + 3] = (
                             torch.ops.aten.convolution_backward(
-                                upstream, window, tile, None, *common, [False, True, False]
+                                framed, view, tile, None, *common, [False, True, False]
                             )[1]
                         )
             bias_gradient = upstream.sum((0, 2, 3)) if ctx.has_bias else None
@@ -302,10 +339,11 @@ def _torch_depthwise(
     """Depthwise correlation on PyTorch (2 spatial axes, stride and dilation 1) whose kernel
     gradient is computed in 3×3 tiles: the gradient of kernel point `r` depends only on the
     input shifted by `r`, so the gradient of a `kh × kw` kernel is that of 3×3 kernels on the
-    padded input's windows starting at each tile's offset, each on oneDNN's fast 3×3 path.
-    A 5×5 kernel takes four tiles (their overlap computed twice): the forward pass and
-    kernel gradient of `(8, 28, 28, 256)` took 4.0–5.9 ms against 6.2–10.1 ms with oneDNN's
-    own kernel gradient (benchmarks/micro.py, two runs).
+    padded input shifted by each tile's offset, each on oneDNN's fast 3×3 path. A 5×5 kernel
+    takes four tiles (their overlap computed twice). The shifted inputs are views of one
+    buffer (see the autograd function's backward), not copies, and with symmetric padding and
+    one kernel per channel the input's gradient is a forward pass with the flipped kernel;
+    figures in docs/separable.md.
 
     Args:
         x: `(batch, H, W, C)`.
