@@ -28,7 +28,9 @@ Run: `KERAS_BACKEND=jax python benchmarks/separable.py [--repeats 7] [--steps 2]
 
 `KERAS_BACKEND=torch python benchmarks/separable.py --profile [--kernel 3]`: instead, a
 `torch.profiler` table of ten inner-position train steps of the 2D separable layer (operators
-by self time, grouped by input shape).
+by self time, grouped by input shape); with `KERAS_BACKEND=jax`, the operations of the
+compiled gradient step (the loss's gradient through the model, without the optimizer) by
+time over ten steps, from a `jax.profiler` trace, with their output shapes.
 """
 
 from __future__ import annotations
@@ -136,8 +138,12 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
 
 
 def profile(kernel: int, batch: int) -> None:
-    """Print a `torch.profiler` table of ten inner-position train steps of the 2D separable
-    layer (PyTorch only)."""
+    """Print the operations of ten inner-position train steps of the 2D separable layer by
+    time: a `torch.profiler` table on PyTorch; on JAX, the compiled gradient step's operations
+    from a `jax.profiler` trace, with their output shapes."""
+    if keras.backend.backend() == "jax":
+        _profile_jax(kernel, batch)
+        return
     import torch
 
     config = CONFIGS["2d"]
@@ -158,6 +164,53 @@ def profile(kernel: int, batch: int) -> None:
     print(averages.table(sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=80))
 
 
+def _profile_jax(kernel: int, batch: int) -> None:
+    import collections
+    import gzip
+    import pathlib
+    import re
+    import tempfile
+
+    import jax
+    import jax.numpy as jnp
+
+    config = CONFIGS["2d"]
+    shape = (config["size"],) * 2 + (get_group(config["group"]).order, config["fields"])
+    layer = SeparableGroupConv2D(
+        config["fields"], kernel, group=config["group"], padding="same_equiv"
+    )
+    model = _model(layer, shape, "inner")
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, *shape)).astype("float32"))
+    y = jnp.asarray(rng.normal(size=(batch, *shape)).astype("float32"))
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss(trainable, non_trainable, x, y):
+        prediction, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return jnp.mean(jnp.mean(jnp.square(prediction - y), axis=-1))  # Keras's "mse"
+
+    step = jax.jit(jax.grad(loss)).lower(trainable, non_trainable, x, y).compile()
+    shapes = dict(re.findall(r"^\s*(?:ROOT )?%(\S+) = (\S+\[[^\]]*\])", step.as_text(), re.M))
+    for _ in range(3):
+        jax.block_until_ready(step(trainable, non_trainable, x, y))
+    with tempfile.TemporaryDirectory() as directory:
+        with jax.profiler.trace(directory, create_perfetto_trace=True):
+            for _ in range(10):
+                jax.block_until_ready(step(trainable, non_trainable, x, y))
+        trace = next(pathlib.Path(directory).rglob("*.trace.json.gz"))
+        events = json.loads(gzip.decompress(trace.read_bytes()))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    times: collections.Counter = collections.Counter()
+    for event in events:  # the compiled step's operations: the names its HLO gives them
+        if event.get("ph") == "X" and event["name"] in shapes:
+            times[event["name"]] += event.get("dur", 0)
+    print(f"jax separable {kernel}x{kernel}, inner, gradient step, ms per step (a loop listed")
+    print("with the operations inside it; their times overlap):")
+    for name, microseconds in times.most_common(15):
+        print(f"{microseconds / 1e4:8.2f}  {name:40} {shapes[name]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -167,12 +220,12 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--positions", nargs="+", default=list(POSITIONS), choices=POSITIONS)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="torch.profiler table (torch)")
+    parser.add_argument("--profile", action="store_true", help="operations by time (torch, jax)")
     parser.add_argument("--kernel", type=int, default=3, help="kernel size for --profile")
     args = parser.parse_args()
     if args.profile:
-        if keras.backend.backend() != "torch":
-            parser.error("--profile needs KERAS_BACKEND=torch")
+        if keras.backend.backend() not in ("torch", "jax"):
+            parser.error("--profile needs KERAS_BACKEND=torch or jax")
         profile(args.kernel, args.batch)
         return
     results = []
