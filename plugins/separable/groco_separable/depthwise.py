@@ -310,8 +310,8 @@ def _torch_depthwise_function() -> Any:
                 stack = batch * rows
                 outputs, out_h, out_w = upstream.shape[1:]
                 frame = upstream.new_zeros(stack, columns - 2, outputs)
-                framed = frame.view(batch, rows, columns - 2, outputs)
-                framed[:, :out_h, :out_w] = upstream.permute(0, 2, 3, 1)
+                per_sample = frame.view(batch, rows, columns - 2, outputs)
+                per_sample[:, :out_h, :out_w] = upstream.permute(0, 2, 3, 1)
                 framed = frame[: stack - 2].unsqueeze(0).permute(0, 3, 1, 2)
                 kernel_gradient = torch.empty_like(weight)
                 tile = weight[:, :, :3, :3]
