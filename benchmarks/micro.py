@@ -18,7 +18,10 @@ operation comes from here. The two ways run interleaved in one process; medians 
   inference call in a `tf.function` (as in `predict`) with the transformed kernel kept
   between calls (`groco_core.layers.kernel_cache`) against expanded on every call, for
   transformed kernels of 18 432 to 995 328 entries (kept only from
-  `TF_CACHE_MIN_PIECES` of them divided by the filters).
+  `TF_CACHE_MIN_PIECES` of them divided by the filters); the kernel transformation, forward
+  and with its gradient, as a gather of whole kernel rows and a transpose against one gather
+  of runs into the convolution's layout (`KernelGather.moved`), for 2D and 3D kernels of 4 to
+  64 fields.
 - jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
   times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
   and with vectors of 128 values (no tiling); the train step of a separable layer inside a
@@ -219,7 +222,84 @@ def tensorflow_cases(repeats: int) -> None:
             _interleaved({"TensorFlow's": native, "swapped roles": swapped}, repeats),
         )
     _tf_kept_kernel(repeats)
+    _tf_expansion(repeats)
     _pointwise_group_conv(repeats)
+
+
+def _tf_expansion(repeats: int) -> None:
+    """The kernel transformation of a group convolution, 20 calls per timing, forward and
+    forward with the kernel gradient, in a `tf.function`, each of the ways
+    `KernelGather.moved` has: a gather of whole kernel rows and a transpose into the
+    convolution's layout, one gather of runs straight into it, and as `moved` chooses."""
+    import numpy as np
+    import tensorflow as tf
+
+    from groco_core import GroupConv2D, GroupConv3D
+    from groco_core.layers import conv
+
+    configurations = {
+        "P4M lifting, 16 fields": (GroupConv2D, "P4M", 16, (28, 28, 16)),
+        "P4 group, 16 fields": (GroupConv2D, "P4", 16, (28, 28, 4, 16)),
+        "P4M group, 16 fields": (GroupConv2D, "P4M", 16, (28, 28, 8, 16)),
+        "P4M group, 64 fields": (GroupConv2D, "P4M", 64, (28, 28, 8, 64)),
+        "O lifting, 4 fields": (GroupConv3D, "O", 4, (12, 12, 12, 4)),
+        "O group, 4 fields": (GroupConv3D, "O", 4, (12, 12, 12, 24, 4)),
+        "O group, 16 fields": (GroupConv3D, "O", 16, (12, 12, 12, 24, 16)),
+        "Oh lifting, 4 fields": (GroupConv3D, "Oh", 4, (12, 12, 12, 4)),
+        "Oh group, 4 fields": (GroupConv3D, "Oh", 4, (12, 12, 12, 48, 4)),
+        "Oh group, 16 fields": (GroupConv3D, "Oh", 16, (12, 12, 12, 48, 16)),
+    }
+    defaults = (conv.TF_SHORT_RUN, conv.TF_MAX_SHORT_RUNS)
+    ways = {
+        "whole rows and a transpose": (2**62, -1),
+        "one gather of runs": (0, 0),
+        "as chosen": defaults,
+    }
+    for name, (layer_class, group, fields, shape) in configurations.items():
+        layer = layer_class(fields, 3, group=group)
+        layer.build((None, *shape))
+        points = int(np.prod(layer.kernel_size))
+        rows = points * (1 if layer.lifting else layer.group.order)
+        upstream = tf.constant(
+            np.random.default_rng(0).normal(size=layer.transformed_kernel().shape).astype("float32")
+        )
+
+        def expansion(way, layer=layer, rows=rows, upstream=upstream):
+            flat = tf.reshape(layer._kernel.value, (rows, layer.in_channels, layer.filters))
+            return tf.reshape(layer._kernel_gather.moved(flat, 1), upstream.shape)
+
+        for mode in ("forward", "forward and kernel gradient"):
+            calls, values = {}, []
+            for way_name, way in ways.items():
+                conv.TF_SHORT_RUN, conv.TF_MAX_SHORT_RUNS = way
+
+                if mode == "forward":
+
+                    @tf.function
+                    def call(way=way):
+                        return expansion(way)
+                else:
+
+                    @tf.function
+                    def call(way=way, layer=layer, upstream=upstream):
+                        with tf.GradientTape() as tape:
+                            kernel = expansion(way)
+                        # Both returned, so that neither is pruned from the graph.
+                        return kernel, tape.gradient(kernel, layer._kernel, upstream)
+
+                values.append(np.concatenate([np.ravel(v) for v in tf.nest.flatten(call())]))
+
+                def twenty(call=call):
+                    for _ in range(20):
+                        call()
+
+                calls[way_name] = twenty
+            conv.TF_SHORT_RUN, conv.TF_MAX_SHORT_RUNS = defaults
+            for value in values[1:]:
+                np.testing.assert_allclose(value, values[0], rtol=1e-5, atol=1e-5)
+            _report(
+                f"tensorflow kernel transformation, {mode}, {name}", _interleaved(calls, repeats)
+            )
 
 
 def _tf_kept_kernel(repeats: int) -> None:

@@ -345,6 +345,38 @@ def test_kernel_row_gather_and_its_gradient(permutations):
         np.testing.assert_array_equal(output_major.numpy(), np.moveaxis(flat[indices], -1, 1))
 
 
+@pytest.mark.parametrize("lead", [0, 1, 2])
+@pytest.mark.parametrize(
+    "short_run, max_short_runs", [(0, 0), (10**9, -1)], ids=["runs", "whole-rows"]
+)
+def test_moved_kernel_gather_and_its_gradient(lead, short_run, max_short_runs, monkeypatch):
+    """`KernelGather.moved` against numpy's gather and `moveaxis`, and its gradient against
+    numpy's scatter-add, with the element axis after 0, 1 and 2 of the trailing axes. On
+    TensorFlow the thresholds are set so that each of its two ways runs."""
+    from groco_core.layers import conv
+
+    monkeypatch.setattr(conv, "TF_SHORT_RUN", short_run)
+    monkeypatch.setattr(conv, "TF_MAX_SHORT_RUNS", max_short_runs)
+    rng = np.random.default_rng(1)
+    indices = np.stack([rng.permutation(6).reshape(2, 3) for _ in range(4)]).astype("int32")
+    gather = conv.KernelGather(indices)
+    flat = rng.normal(size=(6, 2, 3, 5)).astype("float32")
+    expected_value = np.moveaxis(flat[indices], 0, 2 + lead)  # (2, 3, *D[:lead], 4, *D[lead:])
+    weights = rng.normal(size=expected_value.shape).astype("float32")
+
+    def fn(kernel):
+        return keras.ops.sum(keras.ops.multiply(gather.moved(kernel, lead), weights))
+
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(gather.moved(flat, lead)), expected_value
+    )
+    value, (gradient,) = value_and_gradients(fn, flat)
+    np.testing.assert_allclose(value, np.sum(expected_value * weights), rtol=1e-5)
+    expected = np.zeros_like(flat)
+    np.add.at(expected, indices, np.moveaxis(weights, 2 + lead, 0))
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "group, fields, options",
     [

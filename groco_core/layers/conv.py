@@ -291,6 +291,12 @@ def torch_compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+# `KernelGather.moved` on TensorFlow gathers runs of fewer than `TF_SHORT_RUN` values one by
+# one only up to `TF_MAX_SHORT_RUNS` of them (see `KernelGather._tensorflow_moved`).
+TF_SHORT_RUN = 16
+TF_MAX_SHORT_RUNS = 2**14
+
+
 class KernelGather:
     """The gather that transforms a kernel by every output element, prepared per backend.
 
@@ -322,6 +328,7 @@ class KernelGather:
         self.inverse = inverse.astype("int32") if permutations else None
         self._torch_indices: dict[Any, Any] = {}
         self._torch_output_major: dict[Any, Any] = {}
+        self._tensorflow_tables: dict[Any, Any] = {}
 
     def __call__(self, flat: Any) -> Any:
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
@@ -399,6 +406,76 @@ class KernelGather:
             return tf.gather(kernel, self.indices, axis=0), gradient
 
         return gather(tf.identity(flat))  # a variable is read outside the custom gradient
+
+    def moved(self, flat: Any, lead: int) -> Any:
+        """`flat` `(n, *D)` gathered with the element axis placed after the first `lead` axes
+        of `D`: `(*indices.shape[1:], *D[:lead], |H|, *D[lead:])`, the values of
+        `moveaxis(self(flat), 0, indices.ndim - 1 + lead)`. A transformed kernel in the layout
+        its convolution takes (for a convolution `lead=1`: `(K[, |G|], C, |H|, F)`). Public
+        for layer plugins.
+
+        On TensorFlow, where the rows are permutations, this is mostly one gather of runs of
+        `D[lead:]` values straight into that layout, with no transpose after it
+        (`_tensorflow_moved` says where not); elsewhere the gather and a transpose, which JAX
+        fuses into one loop (PyTorch's convolutions take `torch_output_major`).
+        """
+        flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
+        if keras.backend.backend() == "tensorflow" and self.permutes(flat.shape[0]):
+            return self._tensorflow_moved(flat, lead)
+        return ops.moveaxis(self(flat), 0, self.indices.ndim - 1 + lead)
+
+    def _tensorflow_moved(self, flat: Any, lead: int) -> Any:
+        """`moved` on TensorFlow with permutation rows, one of two ways:
+
+        - Runs: the table is `flat` as runs of `D[lead:]`'s values, one per kernel row and
+          `D[:lead]` entry, and output run `(i, d, h)` is table run
+          `indices[h, i]·|D[:lead]| + d`: one gather. Its gradient gathers the upstream's
+          runs back with the inverse permutations and sums over the elements.
+        - Whole rows, where the runs are short (fewer than `TF_SHORT_RUN` values) and many
+          (more than `TF_MAX_SHORT_RUNS`): `__call__`'s gather of whole kernel rows and a
+          transpose, and for the gradient the transpose back and `__call__`'s gradient.
+          TensorFlow moves many short runs one by one more slowly than it transposes them.
+
+        `KERAS_BACKEND=tensorflow python benchmarks/micro.py --only tf_expansion` times both
+        ways and `__call__` with a transpose, per case.
+        """
+        import tensorflow as tf
+
+        elements, n = self.indices.shape[0], flat.shape[0]
+        lead_shape, tail_shape = tuple(flat.shape[1 : 1 + lead]), tuple(flat.shape[1 + lead :])
+        lead_size, tail = math.prod(lead_shape), math.prod(tail_shape)
+        rest = self.indices.shape[1:]
+        out_shape = (*rest, *lead_shape, elements, *tail_shape)
+        runs = n * lead_size * elements
+        position = len(rest) + lead
+        if tail < TF_SHORT_RUN and runs > TF_MAX_SHORT_RUNS:
+            # The element axis moved from the front of `__call__`'s output to `position`.
+            to_moved = [*range(1, position + 1), 0, *range(position + 1, len(out_shape))]
+            return tf.transpose(self._tensorflow(flat), to_moved)
+        key = (n, lead_size)
+        prepared = self._tensorflow_tables.get(key)
+        if prepared is None:
+            by_element = self.indices.reshape(elements, n)
+            # rows[i, d, h] = indices[h, i]·lead_size + d
+            rows = by_element.T[:, None, :] * lead_size + np.arange(lead_size)[None, :, None]
+            rows = rows.reshape(-1, elements)  # (n·lead_size, |H|)
+            inverse = np.empty((elements, n * lead_size), dtype="int32")
+            for h in range(elements):
+                inverse[h, rows[:, h]] = np.arange(n * lead_size) * elements + h
+            prepared = (rows.reshape(-1).astype("int32"), inverse)
+            self._tensorflow_tables[key] = prepared
+        rows, inverse = prepared
+
+        @tf.custom_gradient
+        def gather(table):
+            def gradient(upstream):
+                per_element = tf.gather(tf.reshape(upstream, (runs, tail)), inverse)
+                return tf.reduce_sum(per_element, axis=0)
+
+            return tf.reshape(tf.gather(table, rows), out_shape), gradient
+
+        # A variable is read outside the custom gradient.
+        return gather(tf.reshape(tf.identity(flat), (n * lead_size, tail)))
 
 
 @functools.cache
@@ -732,9 +809,8 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             gathered = self._kernel_gather.torch_output_major(flat)
             weight = gathered.view(outputs, *self.kernel_size, inputs)
             return weight.permute(*range(1, self.rank + 1), self.rank + 1, 0)
-        gathered = self._kernel_gather(flat)
-        # (|H|, K[, |G|], C, F) → (K[, |G|], C, |H|, F)
-        return reshape(ops.moveaxis(gathered, 0, -2), self.kernel_size + (inputs, outputs))
+        moved = self._kernel_gather.moved(flat, 1)  # (K[, |G|], C, |H|, F)
+        return reshape(moved, self.kernel_size + (inputs, outputs))
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         # channels_first is handled by moving channels last: TensorFlow's CPU conv only

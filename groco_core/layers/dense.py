@@ -128,8 +128,7 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
     def transformed_kernel(self) -> Any:
         """The matrix of the equivalent Dense, `(|G|·channels, |H|·units)`, rows `k·C + c`
         and columns `h·units + u`."""
-        gathered = self._kernel_gather(self.kernel)  # (|H|, |G|, C, U)
-        moved = ops.moveaxis(gathered, 0, -2)  # (|G|, C, |H|, U)
+        moved = self._kernel_gather.moved(self.kernel, 1)  # (|G|, C, |H|, U)
         return ops.reshape(
             moved,
             (self.group.order * self.in_channels, len(self._output_elements) * self.units),

@@ -644,14 +644,13 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
         lifting: `C_in = C`, `M' = |H|·M` (channel `c·|H|·M + h·M + m`); group input:
         `C_in = |H|·C` (input channel `h·C + c`), `M' = M`."""
         flat = ops.reshape(self.masked_kernel(), (-1, self.in_channels, self.depth_multiplier))
-        gathered = self._kernel_gather(flat)  # (|H|, K, C, M)
         elements = len(self._output_elements)
         if self.lifting:
-            moved = ops.moveaxis(gathered, 0, 2)  # (K, C, |H|, M)
+            moved = self._kernel_gather.moved(flat, 1)  # (K, C, |H|, M)
             return ops.reshape(
                 moved, self.kernel_size + (self.in_channels, elements * self.depth_multiplier)
             )
-        moved = ops.moveaxis(gathered, 0, 1)  # (K, |H|, C, M)
+        moved = self._kernel_gather.moved(flat, 0)  # (K, |H|, C, M)
         return ops.reshape(
             moved, self.kernel_size + (elements * self.in_channels, self.depth_multiplier)
         )
