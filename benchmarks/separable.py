@@ -3,12 +3,12 @@ depthwise formulation on this backend.
 
 2D: P4M, 32 fields in and out, 28×28, kernels 3×3 and 5×5: a group convolution
 `(B, 28, 28, 8, 32) → (B, ·, ·, 8, 32)` (`padding="same_equiv"`) as `GroupConv2D` and as
-`SeparableGroupConv2D` with each depthwise formulation (`depthwise_conv`, `grouped_conv`,
-`patches`, `shifts`), and the floor: the same separable layer with a 1×1 kernel, whose step
-is what every separable step pays besides its spatial kernel (GroupConv's time over it bounds
-the speedup). 3D: the same on `O` (the cube's rotations, when a plugin provides it) on a small
-volume. All models of one configuration train side by side in one process, steps
-interleaved (the order rotates every repeat), and the median step times are compared.
+`SeparableGroupConv2D` with the backend's depthwise formulation, and the floor: the same
+separable layer with a 1×1 kernel, whose step is what every separable step pays besides its
+spatial kernel (GroupConv's time over it bounds the speedup). 3D: the same on `O` (the
+cube's rotations, when a plugin provides it) on a small volume. These three models of one
+configuration train side by side in one process, steps interleaved (the order rotates every
+repeat), and the median step times are compared.
 
 Two positions of the layer (`--positions`):
 
@@ -20,8 +20,10 @@ Two positions of the layer (`--positions`):
 - `first`: the layer's input is the model's input, so no step computes its gradient. This
   spares the full `GroupConv` its largest product (the input gradient, as many FLOPs as its
   forward pass), while the separable layer still needs the gradient of its pointwise part's
-  input (for its depthwise kernel), so the ratio is lower than inside a network. Every
-  formulation is timed.
+  input (for its depthwise kernel), so the ratio is lower than inside a network. Here every
+  formulation (`depthwise_conv`, `grouped_conv`, `patches`, `shifts`) is also timed, side
+  by side among themselves and apart from the three models above: some are ten times
+  slower than the default, and interleaved with it they slowed its steps.
 
 Run: `KERAS_BACKEND=jax python benchmarks/separable.py [--repeats 7] [--steps 2]
 [--positions inner first] [--json]`
@@ -82,8 +84,29 @@ def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int) ->
     return (time.perf_counter() - start) / steps
 
 
+def _medians(models: dict[str, keras.Model], x, y, repeats: int, steps: int) -> dict[str, float]:
+    """Median step time of each model, steps interleaved (the order rotates every repeat,
+    so drifts in machine load hit every model alike)."""
+    for model in models.values():  # compile and warm up
+        for _ in range(2):
+            model.train_on_batch(x, y)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(_time_steps(models[name], x, y, steps))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, position: str) -> dict:
-    """Median train-step times of GroupConv and of SeparableGroupConv per formulation."""
+    """Median train-step times of GroupConv, of SeparableGroupConv with the backend's
+    formulation and of the floor, side by side; in the `first` position also of every
+    formulation, side by side among themselves.
+
+    The formulations are timed apart: some are ten times slower than the default, and
+    interleaved with the headline models their steps' memory traffic slowed the default's
+    next step (docs/separable.md)."""
     config = CONFIGS[f"{rank}d"]
     group, fields, size = config["group"], config["fields"], config["size"]
     order = get_group(group).order
@@ -91,34 +114,30 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
     full_class = GroupConv2D if rank == 2 else GroupConv3D
     separable_class = SeparableGroupConv2D if rank == 2 else SeparableGroupConv3D
     chosen = FASTEST_FORMULATION[keras.backend.backend()][rank]
-    formulations = FORMULATIONS if rank == 2 else FORMULATIONS[1:]
-    if position == "inner":
-        formulations = (chosen,)
     options = {"group": group, "padding": "same_equiv"}
-    models = {"GroupConv": _model(full_class(fields, kernel, **options), shape, position)}
-    for formulation in formulations:
+
+    def separable(formulation: str) -> keras.Model:
         layer = separable_class(fields, kernel, formulation=formulation, **options)
-        models[f"Separable[{formulation}]"] = _model(layer, shape, position)
-    # What every separable step pays whatever its kernel: the pointwise part, the loss, the
-    # optimizer and Keras's step. GroupConv's time over it bounds the speedup any depthwise
-    # formulation can reach.
-    models["Floor"] = _model(separable_class(fields, 1, **options), shape, position)
+        return _model(layer, shape, position)
+
+    default = f"Separable[{chosen}]"
+    models = {
+        "GroupConv": _model(full_class(fields, kernel, **options), shape, position),
+        default: separable(chosen),
+        # What every separable step pays whatever its kernel: the pointwise part, the loss,
+        # the optimizer and Keras's step. GroupConv's time over it bounds the speedup any
+        # depthwise formulation can reach.
+        "Floor": _model(separable_class(fields, 1, **options), shape, position),
+    }
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, *shape)).astype("float32")
     y = rng.normal(size=(batch, *shape)).astype("float32")
-    for model in models.values():  # compile and warm up
-        for _ in range(2):
-            model.train_on_batch(x, y)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    names = list(models)
-    for repeat in range(repeats):
-        # Rotate the order so drifts in machine load hit every model alike.
-        shift = repeat % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(_time_steps(models[name], x, y, steps))
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    separable_medians = {n: t for n, t in medians.items() if n.startswith("Separable")}
-    fastest = min(separable_medians, key=separable_medians.get)
+    medians = _medians(models, x, y, repeats, steps)
+    formulations = {chosen: medians[default]}
+    if position == "first":
+        candidates = FORMULATIONS if rank == 2 else FORMULATIONS[1:]
+        each = {formulation: separable(formulation) for formulation in candidates}
+        formulations = _medians(each, x, y, repeats, steps)
     return {
         "backend": keras.backend.backend(),
         "position": position,
@@ -126,12 +145,12 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
         "kernel": kernel,
         "batch": batch,
         "params_group_conv": models["GroupConv"].layers[-1].count_params(),
-        "params_separable": models[f"Separable[{formulations[0]}]"].layers[-1].count_params(),
+        "params_separable": models[default].layers[-1].count_params(),
         "step_ms": {name: 1e3 * t for name, t in medians.items()},
-        "fastest_formulation": fastest.split("[")[1].rstrip("]"),
+        "formulation_ms": {name: 1e3 * t for name, t in formulations.items()},
+        "fastest_formulation": min(formulations, key=formulations.get),
         "default_formulation": chosen,
-        "speedup_fastest": medians["GroupConv"] / medians[fastest],
-        "speedup_default": medians["GroupConv"] / medians[f"Separable[{chosen}]"],
+        "speedup_default": medians["GroupConv"] / medians[default],
         "floor_ms": 1e3 * medians["Floor"],
         "speedup_bound": medians["GroupConv"] / medians["Floor"],
     }
@@ -243,16 +262,19 @@ def main() -> None:
         return
     for r in results:
         steps = ", ".join(f"{name} {ms:.1f}" for name, ms in r["step_ms"].items())
-        print(
+        line = (
             f"{r['backend']:<10} {r['position']:<5} {r['group']:<3} "
             f"{r['kernel']}x{r['kernel']}: params "
             f"{r['params_group_conv']} / {r['params_separable']} = "
             f"{r['params_group_conv'] / r['params_separable']:.1f}x; train step (ms, median, "
             f"batch {r['batch']}): {steps}; GroupConv / Separable = "
-            f"{r['speedup_default']:.1f}x with the default {r['default_formulation']} "
-            f"(fastest here: {r['fastest_formulation']}, {r['speedup_fastest']:.1f}x); "
+            f"{r['speedup_default']:.1f}x with the default {r['default_formulation']}; "
             f"kernel-1 floor {r['floor_ms']:.1f} ms, bound {r['speedup_bound']:.1f}x"
         )
+        if r["position"] == "first":
+            each = ", ".join(f"{name} {ms:.1f}" for name, ms in r["formulation_ms"].items())
+            line += f"; each formulation, timed apart (ms): {each}"
+        print(line)
 
 
 if __name__ == "__main__":
