@@ -437,7 +437,7 @@ class KernelGather:
           TensorFlow moves many short runs one by one more slowly than it transposes them.
 
         `KERAS_BACKEND=tensorflow python benchmarks/micro.py --only tf_expansion` times both
-        ways and `__call__` with a transpose, per case.
+        ways and the choice, per case.
         """
         import tensorflow as tf
 
