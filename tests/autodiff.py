@@ -24,7 +24,10 @@ def value_and_gradients(fn: Callable, *arrays: np.ndarray) -> tuple[np.ndarray, 
     if backend == "jax":
         import jax
 
-        value, gradients = jax.value_and_grad(fn, argnums=tuple(range(len(arrays))))(*arrays)
+        # Compiled as a training step is; run op by op, the shifts formulation's gradients
+        # took several seconds per case to dispatch.
+        step = jax.jit(jax.value_and_grad(fn, argnums=tuple(range(len(arrays)))))
+        value, gradients = step(*arrays)
         return np.asarray(value), [np.asarray(g) for g in gradients]
     import torch
 
