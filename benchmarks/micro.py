@@ -6,7 +6,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
 - torch: a depthwise convolution, forward and backward, on the channels-last input as a view
   (what `torch_conv_channels_last` passes) against a contiguous channels-first copy (what
   `keras.ops` passes); the pointwise product as a matmul against a 1×1 convolution; a
-  convolution with its bias added by the convolution against a separate add; the `Oh`
+  convolution with its bias added by the convolution against a separate add; group
+  convolution train steps with the bias gradient computed by PyTorch's convolution backward
+  against summed apart, and the plain layer's; the `Oh`
   kernel transformation (3×3×3, 4 fields in and out) and the convolution, forward and kernel
   gradient, with the kernel gathered into the convolution's weight layout
   (`KernelGather.torch_output_major`) against a gather followed by a copy into Keras's
@@ -125,7 +127,52 @@ def torch_cases(repeats: int) -> None:
         ),
     )
 
+    _torch_bias_gradient(repeats)
     _torch_kernel_transformation(repeats)
+
+
+def _torch_bias_gradient(repeats: int) -> None:
+    """Train steps of the group convolution of `benchmarks/overhead.py` (P4 lifting `valid`,
+    P4M lifting `same`, P4 and P4M group input, stride 1) with its bias gradient computed by
+    PyTorch's convolution backward against summed apart
+    (`groco_core.layers.conv.TORCH_BIAS_GRADIENT_APART_RANKS`), and the plain layer's."""
+    import numpy as np
+    from overhead import SHAPES, _models
+
+    from groco_core.layers import conv
+
+    rows = [("P4", "valid_equiv", True), ("P4M", "same_equiv", True)]
+    rows += [("P4", "valid_equiv", False), ("P4M", "same_equiv", False)]
+    for group, padding, lifting in rows:
+        group_model, plain_model, x = _models(group, padding, lifting, 1)
+        rank = SHAPES[group].rank
+        y = np.random.default_rng(1).normal(size=(x.shape[0], *group_model.output_shape[1:]))
+        y = y.astype("float32")
+        x_plain = x.reshape(*x.shape[: 1 + rank], -1)
+
+        def step(ranks, model=group_model, x=x, y=y):
+            conv.TORCH_BIAS_GRADIENT_APART_RANKS = ranks
+            for _ in range(3):
+                model.train_on_batch(x, y)
+
+        def plain(model=plain_model, x=x_plain, y=y):
+            for _ in range(3):
+                model.train_on_batch(x, y)
+
+        ranks = conv.TORCH_BIAS_GRADIENT_APART_RANKS
+        try:
+            medians = _interleaved(
+                {
+                    "by the convolution": lambda: step(frozenset()),
+                    "summed apart": lambda: step(frozenset({2})),
+                    "plain layer": plain,
+                },
+                repeats,
+            )
+        finally:
+            conv.TORCH_BIAS_GRADIENT_APART_RANKS = ranks
+        kind = "lifting" if lifting else "group"
+        _report(f"torch {group} {kind} {padding} train step x3, bias gradient", medians)
 
 
 def _torch_kernel_transformation(repeats: int) -> None:

@@ -121,6 +121,46 @@ def test_p1_is_a_plain_conv2d(rng):
     np.testing.assert_allclose(ops.convert_to_numpy(layer(x))[..., 0, :], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "lifting, options, padding",
+    [(True, {}, "valid"), (False, {}, "valid"), (False, {"strides": 2}, "valid"),
+     (True, {"padding": "same_equiv"}, "same"), (False, {"dilation_rate": 2}, "valid")],
+)  # fmt: skip
+def test_gradients_equal_those_of_keras_convolution_and_bias(lifting, options, padding, rng):
+    """The layer's value and its gradients with respect to input, kernel and bias, through a
+    nonlinear loss, equal those of `keras.ops.conv` with the layer's transformed kernel and
+    the bias added by `keras.ops.add` (on PyTorch the layer's own convolution sums its 2D
+    bias gradient apart)."""
+    from autodiff import value_and_gradients
+
+    group = get_group("P4M")
+    shape = (2, 9, 9, 3) if lifting else (2, 9, 9, group.order, 3)
+    layer = GroupConv2D(4, 3, group="P4M", **options)
+    layer.build(shape)
+    x = rng.normal(size=shape).astype("float32")
+    kernel = rng.normal(size=layer.kernel.shape).astype("float32")
+    bias = rng.normal(size=layer.bias.shape).astype("float32")
+
+    def ours(x, kernel, bias):
+        y, _ = layer.stateless_call([kernel, bias], [], x, training=True)
+        return ops.sum(ops.sin(y))
+
+    def keras_own(x, kernel, bias):
+        with keras.StatelessScope(state_mapping=[(layer.kernel, kernel), (layer.bias, bias)]):
+            expanded = layer.transformed_kernel()
+        merged = ops.reshape(x, (*x.shape[:3], -1))
+        strides, dilation = options.get("strides", 1), options.get("dilation_rate", 1)
+        y = ops.conv(merged, expanded, strides, padding, dilation_rate=dilation)
+        y = ops.add(ops.reshape(y, (*y.shape[:3], group.order, 4)), bias)
+        return ops.sum(ops.sin(y))
+
+    value, gradients = value_and_gradients(ours, x, kernel, bias)
+    expected_value, expected_gradients = value_and_gradients(keras_own, x, kernel, bias)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-3)
+    for gradient, expected in zip(gradients, expected_gradients, strict=True):
+        np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-3)
+
+
 def test_transformed_kernel_is_one_gather_of_the_weights():
     layer = GroupConv2D(2, 3, group="P4M")
     layer.build((None, 9, 9, 8, 5))

@@ -152,6 +152,10 @@ def tile_over_group(vector: Any, elements: int) -> Any:
     return reshape(ops.broadcast_to(vector, (elements, fields)), (elements * fields,))
 
 
+# Ranks whose convolutions on PyTorch sum their bias gradient apart (`torch_conv_channels_last`).
+TORCH_BIAS_GRADIENT_APART_RANKS = frozenset({2})
+
+
 def torch_conv_channels_last(
     x: Any,
     kernel: Any,
@@ -178,11 +182,20 @@ def torch_conv_channels_last(
         groups: feature groups, as in `keras.ops.conv` (`C` for a depthwise convolution).
         bias: `(F,)` or None. Added by the convolution itself: oneDNN adds it while it writes
             the output, where a separate add is one more pass over it (inference,
-            `(32, 28, 28, 128)`, 3×3: 20.3 against 22.6–22.8 ms; benchmarks/micro.py).
+            `(32, 28, 28, 128)`, 3×3: 20.3 against 22.6–22.8 ms; benchmarks/micro.py). Where
+            it gets a gradient, in 2D (`TORCH_BIAS_GRADIENT_APART_RANKS`), that gradient is
+            the upstream summed here (`_torch_biased_convolution`): PyTorch's 2D convolution
+            backward took 0.5–0.8 ms longer when it computed the bias gradient too (P4
+            lifting row of benchmarks/overhead.py, 2.0–2.4 against 1.3–1.5 ms per step in
+            `torch.profiler`). Summed apart, the train steps of four 2D rows were 1–11%
+            faster in 7 of 8 timings and 10% slower in one (benchmarks/micro.py `--only
+            torch_bias_gradient`, two runs). In 3D the bias made no difference to the
+            backward, and the separate sum cost more than it saved.
 
     Returns:
         `(batch, *out, F)`.
     """
+    import torch
     import torch.nn.functional as tnn
 
     rank = len(strides)
@@ -196,16 +209,62 @@ def torch_conv_channels_last(
         padding = 0
     weights = ops.convert_to_tensor(kernel).permute(rank + 1, rank, *range(rank))
     convolution = {1: tnn.conv1d, 2: tnn.conv2d, 3: tnn.conv3d}[rank]
-    y = convolution(
-        channels_first,
-        weights,
-        None if bias is None else ops.convert_to_tensor(bias),
-        stride=strides,
-        padding=padding,
-        dilation=dilation_rate,
-        groups=groups,
-    )
+    if bias is not None:
+        bias = ops.convert_to_tensor(bias)
+    if (
+        bias is not None
+        and rank in TORCH_BIAS_GRADIENT_APART_RANKS
+        and torch.is_grad_enabled()
+        and bias.requires_grad
+    ):
+        y = _torch_biased_convolution()(
+            channels_first, weights, bias, strides, padding, dilation_rate, groups
+        )
+    else:
+        y = convolution(
+            channels_first,
+            weights,
+            bias,
+            stride=strides,
+            padding=padding,
+            dilation=dilation_rate,
+            groups=groups,
+        )
     return y.permute(0, *range(2, rank + 2), 1)
+
+
+@functools.cache
+def _torch_biased_convolution() -> Any:
+    """`apply(x, weight, bias, strides, padding, dilation_rate, groups)`: PyTorch's
+    convolution with its bias, whose bias gradient is the upstream summed here instead of by
+    the convolution's backward. Made on first use, so that importing this module needs no
+    PyTorch."""
+    import torch
+
+    class BiasedConvolution(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, strides, padding, dilation_rate, groups):
+            ctx.save_for_backward(x, weight)
+            ctx.options = (strides, padding, dilation_rate, groups)
+            convolution = {3: torch.conv1d, 4: torch.conv2d, 5: torch.conv3d}[x.dim()]
+            return convolution(x, weight, bias, strides, padding, dilation_rate, groups)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            x, weight = ctx.saved_tensors
+            strides, padding, dilation_rate, groups = ctx.options
+            rank = x.dim() - 2
+            if isinstance(padding, int):
+                padding = (padding,) * rank
+            mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
+            input_gradient, kernel_gradient, _ = torch.ops.aten.convolution_backward(
+                upstream, x, weight, None, strides, padding, dilation_rate, False,
+                (0,) * rank, groups, mask
+            )  # fmt: skip
+            bias_gradient = upstream.sum((0, *range(2, rank + 2)))
+            return input_gradient, kernel_gradient, bias_gradient, None, None, None, None
+
+    return BiasedConvolution.apply
 
 
 def on_jax_cpu() -> bool:
