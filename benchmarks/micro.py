@@ -8,7 +8,8 @@ operation comes from here. The two ways run interleaved in one process; medians 
   `keras.ops` passes); the pointwise product as a matmul against a 1×1 convolution; a
   convolution with its bias added by the convolution against a separate add; group
   convolution train steps with the bias gradient computed by PyTorch's convolution backward
-  against summed apart, and the plain layer's; the `Oh`
+  against summed apart, and the plain layer's; the 1D group convolution's train and inference
+  steps with its input copied to contiguous memory and as a channels-last view; the `Oh`
   kernel transformation (3×3×3, 4 fields in and out) and the convolution, forward and kernel
   gradient, with the kernel gathered into the convolution's weight layout
   (`KernelGather.torch_output_major`) against a gather followed by a copy into Keras's
@@ -128,6 +129,7 @@ def torch_cases(repeats: int) -> None:
     )
 
     _torch_bias_gradient(repeats)
+    _torch_conv1d_input(repeats)
     _torch_kernel_transformation(repeats)
 
 
@@ -173,6 +175,41 @@ def _torch_bias_gradient(repeats: int) -> None:
             conv.TORCH_BIAS_GRADIENT_APART_RANKS = ranks
         kind = "lifting" if lifting else "group"
         _report(f"torch {group} {kind} {padding} train step x3, bias gradient", medians)
+
+
+def _torch_conv1d_input(repeats: int) -> None:
+    """Train and inference steps of the LM row of `benchmarks/overhead.py` with the 1D
+    convolution's input copied to contiguous memory where gradients are taken
+    (`groco_core.layers.conv.TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS`) and without."""
+    import keras
+    import numpy as np
+    from overhead import LAYER_ROWS, _merged
+
+    from groco_core.layers import conv
+
+    row = LAYER_ROWS["GroupConv1D LM same_equiv"]
+    inputs = keras.Input(row.group_shape)
+    model = keras.Model(inputs, _merged(row.group_layer()(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, *row.group_shape)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(32, *model.output_shape[1:])).astype("float32")
+    for mode in ("train", "inference"):
+
+        def step(copy, mode=mode):
+            conv.TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS = copy
+            for _ in range(3):
+                if mode == "train":
+                    model.train_on_batch(x, y)
+                else:
+                    model.predict_on_batch(x)
+
+        try:
+            medians = _interleaved(
+                {"copied": lambda: step(True), "as a view": lambda: step(False)}, repeats
+            )
+        finally:
+            conv.TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS = True
+        _report(f"torch GroupConv1D LM same_equiv {mode} step x3", medians)
 
 
 def _torch_kernel_transformation(repeats: int) -> None:

@@ -154,6 +154,8 @@ def tile_over_group(vector: Any, elements: int) -> Any:
 
 # Ranks whose convolutions on PyTorch sum their bias gradient apart (`torch_conv_channels_last`).
 TORCH_BIAS_GRADIENT_APART_RANKS = frozenset({2})
+# Whether a 1D convolution on PyTorch that takes gradients gets its input as a contiguous copy.
+TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS = True
 
 
 def torch_conv_channels_last(
@@ -172,7 +174,12 @@ def torch_conv_channels_last(
     PyTorch's channels-last memory format before the convolution (two copies of the input
     per call, and their gradients). A channels-last tensor with its channel axis moved second
     already is channels-last memory, which PyTorch's convolution takes as it is, and its
-    output moved back is again a plain channels-last tensor.
+    output moved back is again a plain channels-last tensor. PyTorch has no channels-last
+    format for 1D, and its 1D convolution copies such a view to contiguous memory, in the
+    forward pass and again in the backward pass; where gradients are taken, the input is
+    copied once here instead (`TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS`: the train step of
+    the LM row of benchmarks/overhead.py 4–13% faster, benchmarks/micro.py `--only
+    torch_conv1d`, two runs). Inference keeps the view: copied here, it was no faster.
 
     Args:
         x: `(batch, *spatial, C)`.
@@ -201,13 +208,20 @@ def torch_conv_channels_last(
     rank = len(strides)
     x = ops.convert_to_tensor(x)
     channels_first = x.permute(0, rank + 1, *range(1, rank + 1))
+    weights = ops.convert_to_tensor(kernel).permute(rank + 1, rank, *range(rank))
     if all(before == after for before, after in paddings):
         padding = tuple(before for before, _ in paddings)
     else:  # torch.nn.functional.pad takes the last axis first
         flat = [side for pair in reversed(paddings) for side in pair]
         channels_first = tnn.pad(channels_first, flat)
         padding = 0
-    weights = ops.convert_to_tensor(kernel).permute(rank + 1, rank, *range(rank))
+    if (
+        rank == 1
+        and TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS
+        and torch.is_grad_enabled()
+        and (x.requires_grad or weights.requires_grad)
+    ):
+        channels_first = channels_first.contiguous()
     convolution = {1: tnn.conv1d, 2: tnn.conv2d, 3: tnn.conv3d}[rank]
     if bias is not None:
         bias = ops.convert_to_tensor(bias)
