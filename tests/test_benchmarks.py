@@ -66,3 +66,33 @@ def test_tiny_run_writes_every_section():
     else:
         assert f"not reported: {backend}" in memory
         assert f"Backends without a memory figure on this machine: {backend}." in text
+
+
+def test_the_export_benchmark_times_the_same_network_layer_for_layer():
+    """benchmarks/export_inference.py times an export against a hand-written network. The
+    two have the same layers and configurations (names and initializers aside), so their
+    time ratio measures what `export` costs and nothing else; a changed layer is found."""
+    from groco_core import export
+
+    spec = importlib.util.spec_from_file_location(
+        "export_inference", BENCH.parent / "export_inference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    exported = export(module.groco_network())
+    hand = module.hand_written_network()
+    assert module.layer_differences(exported, hand) == []
+
+    def tanh_activations(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Activation):
+            config["activation"] = "tanh"
+        return type(layer).from_config(config)
+
+    altered = keras.models.clone_model(hand, clone_function=tanh_activations)
+    assert module.layer_differences(exported, altered) == [
+        "layer 3 (Activation): activation",
+        "layer 7 (Activation): activation",
+    ]
+    shorter = keras.Model(hand.inputs, hand.layers[-2].output)
+    assert module.layer_differences(exported, shorter) == ["11 layers against 10"]
