@@ -192,7 +192,7 @@ def torch_conv_channels_last(
             `(32, 28, 28, 128)`, 3×3: 20.3 against 22.6–22.8 ms; benchmarks/micro.py). Where
             it gets a gradient, in 2D (`TORCH_BIAS_GRADIENT_APART_RANKS`), that gradient is
             the upstream summed here (`_torch_biased_convolution`): PyTorch's 2D convolution
-            backward took 0.5–0.8 ms longer when it computed the bias gradient too (P4
+            backward took 0.7–1.1 ms longer when it computed the bias gradient too (P4
             lifting row of benchmarks/overhead.py, 2.0–2.4 against 1.3–1.5 ms per step in
             `torch.profiler`). Summed apart, the train steps of four 2D rows were 1–11%
             faster in 7 of 8 timings and 10% slower in one (benchmarks/micro.py `--only
