@@ -7,7 +7,9 @@ plain torch loop: a train step is forward, mean-square loss, backward and an SGD
 inference step is a forward pass under `torch.no_grad()` (escnn in `eval()` mode, which caches
 its expanded filter). `valid`: escnn `padding=0` against `padding="valid_equiv"`; `same`:
 escnn `padding=1` against `padding="same_equiv"`. The two layers of one row run interleaved
-(the order alternates every repeat) and the medians are compared.
+(the order alternates every repeat); the ratio reported is the median over repeats of each
+repeat's GroCo / escnn ratio, with its quartiles (the two times of a repeat are taken back to
+back, so a change in machine load between repeats cancels out of it), as in `overhead.py`.
 
 Needs escnn (`make bench-peers` installs it in `.venv-peers`, apart from the project's own
 environment: escnn's `lie_learn` needs `numpy<2` and a Fortran compiler).
@@ -103,7 +105,9 @@ def timed(step, n: int = 2) -> float:
     return (time.perf_counter() - start) / n
 
 
-def compare(ours, theirs, repeats: int) -> tuple[float, float]:
+def compare(ours, theirs, repeats: int) -> dict:
+    """Median step times of the two, steps interleaved, and the median and quartiles of the
+    per-repeat ratios."""
     for _ in range(3):
         ours()
         theirs()
@@ -112,23 +116,32 @@ def compare(ours, theirs, repeats: int) -> tuple[float, float]:
         pair = [(ours, ours_times), (theirs, their_times)]
         for step, times in pair if repeat % 2 == 0 else pair[::-1]:
             times.append(timed(step))
-    return statistics.median(ours_times), statistics.median(their_times)
+    ratios = sorted(o / t for o, t in zip(ours_times, their_times, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4)
+    return {
+        "ours_ms": 1e3 * statistics.median(ours_times),
+        "their_ms": 1e3 * statistics.median(their_times),
+        "ratio": statistics.median(ratios),
+        "quartiles": (quartiles[0], quartiles[2]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--out", default="benchmarks/RESULTS-peers.md")
     args = parser.parse_args()
     rows = []
     for group, peer, factory in PAIRS:
         for padding in ("valid", "same"):
             for mode, (ours, theirs) in steps(group, factory, padding).items():
-                ours_s, their_s = compare(ours, theirs, args.repeats)
-                rows.append((group, peer, padding, mode, ours_s, their_s))
+                result = compare(ours, theirs, args.repeats)
+                rows.append((group, peer, padding, mode, result))
+                low, high = result["quartiles"]
                 print(
-                    f"{group}/{peer} {padding:<5} {mode:<9} GroCo {1e3 * ours_s:7.1f} ms  "
-                    f"escnn {1e3 * their_s:7.1f} ms  ratio {ours_s / their_s:.2f}",
+                    f"{group}/{peer} {padding:<5} {mode:<9} GroCo {result['ours_ms']:7.1f} ms  "
+                    f"escnn {result['their_ms']:7.1f} ms  ratio {result['ratio']:.3f} "
+                    f"[{low:.3f}–{high:.3f}]",
                     flush=True,
                 )
     lines = [
@@ -139,19 +152,21 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"keras {keras.__version__}, escnn {escnn.__version__}",
         f"- shapes: batch {BATCH}, {SIZE}×{SIZE}, {KERNEL}×{KERNEL}, {FIELDS} regular fields in "
-        f"and out; medians of {args.repeats} interleaved repeats of 2 steps",
+        f"and out; {args.repeats} interleaved repeats of 2 steps; times: medians; ratio: the "
+        "median of the per-repeat ratios, with its quartiles",
         "- command: `KERAS_BACKEND=torch .venv-peers/bin/python benchmarks/peers.py "
         f"--repeats {args.repeats}`",
         "",
         "| GroCo group | escnn group | padding | step | GroCo ms | escnn ms | GroCo / escnn "
-        "| goal ≤ 1 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| quartiles | goal ≤ 1 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for group, peer, padding, mode, ours_s, their_s in rows:
-        ratio = ours_s / their_s
+    for group, peer, padding, mode, result in rows:
+        ratio, (low, high) = result["ratio"], result["quartiles"]
         lines.append(
-            f"| {group} | {peer} | {padding} | {mode} | {1e3 * ours_s:.1f} | {1e3 * their_s:.1f} "
-            f"| {ratio:.2f} | {'met' if ratio <= 1 else 'missed'} |"
+            f"| {group} | {peer} | {padding} | {mode} | {result['ours_ms']:.1f} "
+            f"| {result['their_ms']:.1f} | {ratio:.3f} | {low:.3f}–{high:.3f} "
+            f"| {'met' if ratio <= 1 else 'missed'} |"
         )
     with open(args.out, "w") as handle:
         handle.write("\n".join(lines) + "\n")
