@@ -279,20 +279,29 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         else:
             lines += [
                 "Position `inner`: the layer inside a network (its input gradient computed); "
-                "`first`: the model's first layer (none computed). See docs/separable.md.",
+                "`first`: the model's first layer (none computed). Page faults: the median "
+                "minor page faults per step of full / separable / floor (first writes to "
+                "memory the allocator has just mapped; docs/benchmarks.md, Memory "
+                "allocation). See docs/separable.md.",
                 "",
                 "| position | group | kernel | params full / separable | full ms | separable ms "
-                "(default formulation) | speedup | kernel-1 floor ms (bound) | goal |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "(default formulation) | speedup | kernel-1 floor ms (bound) | page faults | "
+                "goal |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for row in result["separable"]:
                 default = f"Separable[{row['default_formulation']}]"
+                counts = row.get("page_faults_per_step") or {}
+                faults = " / ".join(
+                    "–" if counts.get(name) is None else f"{counts[name]:.0f}"
+                    for name in ("GroupConv", default, "Floor")
+                )
                 lines.append(
                     f"| {row['position']} | {row['group']} | {row['kernel']}×{row['kernel']} | "
                     f"{row['params_group_conv']} / {row['params_separable']} | "
                     f"{row['step_ms']['GroupConv']:.1f} | {row['step_ms'][default]:.1f} "
                     f"({row['default_formulation']}) | {row['speedup_default']:.2f} | "
-                    f"{row['floor_ms']:.1f} ({row['speedup_bound']:.1f}×) | "
+                    f"{row['floor_ms']:.1f} ({row['speedup_bound']:.1f}×) | {faults} | "
                     f"{_separable_goal(row)} |"
                 )
         memory = result["worker"]["memory"]

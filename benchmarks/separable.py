@@ -77,26 +77,53 @@ def _model(layer: keras.layers.Layer, shape: tuple[int, ...], position: str) -> 
     return model
 
 
-def _time_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int) -> float:
+def _page_faults() -> int | None:
+    """The process's minor page faults so far (first writes to freshly mapped memory), or
+    None where the platform does not count them."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _time_steps(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, steps: int
+) -> tuple[float, float | None]:
+    """Seconds and minor page faults per step."""
+    faults = _page_faults()
     start = time.perf_counter()
     for _ in range(steps):
         model.train_on_batch(x, y)
-    return (time.perf_counter() - start) / steps
+    seconds = (time.perf_counter() - start) / steps
+    after = _page_faults()
+    return seconds, None if faults is None else (after - faults) / steps
 
 
-def _medians(models: dict[str, keras.Model], x, y, repeats: int, steps: int) -> dict[str, float]:
-    """Median step time of each model, steps interleaved (the order rotates every repeat,
-    so drifts in machine load hit every model alike)."""
+def _medians(
+    models: dict[str, keras.Model], x, y, repeats: int, steps: int
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """Median step time and median minor page faults per step of each model, steps
+    interleaved (the order rotates every repeat, so drifts in machine load hit every model
+    alike)."""
     for model in models.values():  # compile and warm up
         for _ in range(2):
             model.train_on_batch(x, y)
     times: dict[str, list[float]] = {name: [] for name in models}
+    faults: dict[str, list[float | None]] = {name: [] for name in models}
     names = list(models)
     for repeat in range(repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(_time_steps(models[name], x, y, steps))
-    return {name: statistics.median(values) for name, values in times.items()}
+            seconds, count = _time_steps(models[name], x, y, steps)
+            times[name].append(seconds)
+            faults[name].append(count)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    fault_medians = {
+        name: None if None in values else statistics.median(values)
+        for name, values in faults.items()
+    }
+    return medians, fault_medians
 
 
 def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, position: str) -> dict:
@@ -132,12 +159,12 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, *shape)).astype("float32")
     y = rng.normal(size=(batch, *shape)).astype("float32")
-    medians = _medians(models, x, y, repeats, steps)
+    medians, faults = _medians(models, x, y, repeats, steps)
     formulations = {chosen: medians[default]}
     if position == "first":
         candidates = FORMULATIONS if rank == 2 else FORMULATIONS[1:]
         each = {formulation: separable(formulation) for formulation in candidates}
-        formulations = _medians(each, x, y, repeats, steps)
+        formulations, _ = _medians(each, x, y, repeats, steps)
     return {
         "backend": keras.backend.backend(),
         "position": position,
@@ -147,6 +174,7 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
         "params_group_conv": models["GroupConv"].layers[-1].count_params(),
         "params_separable": models[default].layers[-1].count_params(),
         "step_ms": {name: 1e3 * t for name, t in medians.items()},
+        "page_faults_per_step": faults,
         "formulation_ms": {name: 1e3 * t for name, t in formulations.items()},
         "fastest_formulation": min(formulations, key=formulations.get),
         "default_formulation": chosen,
@@ -271,6 +299,9 @@ def main() -> None:
             f"{r['speedup_default']:.1f}x with the default {r['default_formulation']}; "
             f"kernel-1 floor {r['floor_ms']:.1f} ms, bound {r['speedup_bound']:.1f}x"
         )
+        if None not in r["page_faults_per_step"].values():
+            faults = ", ".join(f"{n} {c:.0f}" for n, c in r["page_faults_per_step"].items())
+            line += f"; minor page faults per step (median): {faults}"
         if r["position"] == "first":
             each = ", ".join(f"{name} {ms:.1f}" for name, ms in r["formulation_ms"].items())
             line += f"; each formulation, timed apart (ms): {each}"

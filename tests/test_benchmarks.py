@@ -60,6 +60,29 @@ def test_tiny_run_writes_every_section():
     )
     for section in ("Exported model", "Separable against full"):
         assert re.search(rf"### {section}.*\n\nnot run\n", text), section
+    # A separable row renders its page faults per step: full / separable / floor.
+    result["separable"] = [
+        {
+            "position": "inner",
+            "group": "P4M",
+            "kernel": 3,
+            "params_group_conv": 73760,
+            "params_separable": 8512,
+            "default_formulation": "shifts",
+            "step_ms": {"GroupConv": 80.0, "Separable[shifts]": 20.0, "Floor": 16.0},
+            "page_faults_per_step": {"GroupConv": 0.0, "Separable[shifts]": 11854.4, "Floor": None},
+            "speedup_default": 4.0,
+            "floor_ms": 16.0,
+            "speedup_bound": 5.0,
+        }
+    ]
+    text = bench.render({backend: result}, settings, "tiny")
+    assert re.search(
+        r"^\| inner \| P4M \| 3×3 \| 73760 / 8512 \| 80.0 \| 20.0 \(shifts\) \| 4.00 \| "
+        r"16.0 \(5.0×\) \| 0 / 11854 / – \| ≥ 3×: pass \|$",
+        text,
+        re.MULTILINE,
+    ), text
     memory = text.split("### Memory of one train step")[1]
     if backend == "jax":
         assert re.search(r"[\d.]+ MiB against [\d.]+ MiB, ratio [\d.]+", memory)
@@ -96,3 +119,28 @@ def test_the_export_benchmark_times_the_same_network_layer_for_layer():
     ]
     shorter = keras.Model(hand.inputs, hand.layers[-2].output)
     assert module.layer_differences(exported, shorter) == ["11 layers against 10"]
+
+
+def test_the_separable_benchmark_counts_page_faults_per_step():
+    """benchmarks/separable.py counts the minor page faults of each timed block: writing a
+    freshly mapped 64 MiB array (above glibc's largest threshold for reusing freed memory,
+    32 MiB) faults its pages in (4 KiB pages, or 2 MiB ones where the kernel gives huge
+    pages)."""
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("separable_bench", BENCH.parent / "separable.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = module._page_faults()
+    if sys.platform.startswith("linux"):
+        buffer = np.ones(64 * 2**20 // 8)
+        assert module._page_faults() - before >= 64 // 2, buffer.shape
+
+        class Allocating:
+            def train_on_batch(self, x, y):
+                np.ones(64 * 2**20 // 8)
+
+        seconds, faults = module._time_steps(Allocating(), None, None, 2)
+        assert seconds > 0 and faults >= 64 // 2
+    else:
+        assert before is None or before >= 0
