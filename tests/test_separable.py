@@ -170,6 +170,52 @@ def _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, fo
             np.testing.assert_allclose(other, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "lifting, subgroup, use_bias",
+    [(False, None, True), (True, None, True), (False, "P4", True), (False, None, False)],
+)
+def test_the_pointwise_gradients_equal_those_of_keras_matmul_and_bias(
+    lifting, subgroup, use_bias, rng
+):
+    """The pointwise part's value and its gradients with respect to input, kernel and bias,
+    through a nonlinear loss, equal those of `keras.ops.matmul` with its transformed kernel
+    and the bias added by `keras.ops.add` (on JAX the part computes its own gradients)."""
+    from autodiff import value_and_gradients
+    from groco_separable.separable import PointwiseGroupConv
+
+    group = get_group("P4M")
+    shape = (2, 5, 6, 3) if lifting else (2, 5, 6, group.order, 3)
+    layer = PointwiseGroupConv(2, 4, "P4M", subgroup, use_bias=use_bias)
+    layer.build(shape)
+    elements = get_group(subgroup or "P4M").order
+    x = rng.normal(size=shape).astype("float32")
+    kernel = rng.normal(size=layer.kernel.shape).astype("float32")
+    bias = rng.normal(size=(4,)).astype("float32")
+    variables = [layer.kernel, layer.bias] if use_bias else [layer.kernel]
+
+    def ours(x, *values):
+        y, _ = layer.stateless_call(list(values), [], x, training=True)
+        return ops.sum(ops.sin(y))
+
+    def keras_own(x, *values):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            expanded = layer.transformed_kernel()
+        merged = ops.reshape(x, (*x.shape[:3], -1))
+        y = ops.matmul(merged, ops.reshape(expanded, expanded.shape[-2:]))
+        y = ops.reshape(y, (*y.shape[:3], elements, 4))
+        if use_bias:
+            y = ops.add(y, values[1])
+        return ops.sum(ops.sin(y))
+
+    arrays = (x, kernel, bias) if use_bias else (x, kernel)
+    value, gradients = value_and_gradients(ours, *arrays)
+    expected_value, expected_gradients = value_and_gradients(keras_own, *arrays)
+    assert len(gradients) == len(arrays)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-3)
+    for gradient, expected in zip(gradients, expected_gradients, strict=True):
+        np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-3)
+
+
 # -- equivariance ----------------------------------------------------------------------------
 
 

@@ -38,11 +38,56 @@ from groco_separable.depthwise import (
 ORDERS = ("depthwise_first", "pointwise_first")
 
 
+# Whether `PointwiseGroupConv` computes its own gradients on JAX (`_jax_pointwise`).
+JAX_POINTWISE_OWN_GRADIENT = True
+
+
+def _jax_pointwise(x: Any, kernel: Any, bias: Any) -> Any:
+    """`x @ kernel (+ bias)` on JAX, with gradients that all read the upstream gradient as
+    one `(rows, channels)` array.
+
+    Differentiated by JAX, the product's train step on a CPU held the upstream gradient three
+    times: XLA wrote it once for the input's gradient, once transposed for the kernel's and
+    once more for the bias's, each time recomputing it from the loss. Here the kernel's
+    gradient contracts the rows of both operands, so no transposed copy is made, and the
+    three read the same array. The compiled train step of `benchmarks/separable.py`'s inner
+    models (P4M, 32 fields, 28×28, batch 8) then needs 25.8 instead of 37.1 MiB of
+    temporary memory at 3×3, 30.9 instead of 43.2 MiB with a one-point depthwise kernel and
+    39.8 instead of 43.4 MiB at 5×5 (`KERAS_BACKEND=jax python benchmarks/micro.py --only
+    jax_pointwise`). Below 32 MiB, glibc's malloc reuses a freed block; above, it maps a
+    fresh one from the system for every step, and each of its pages faults on first write:
+    9 500 to 12 000 faults per step before, none after at 1×1 and 3×3 (docs/separable.md
+    has the step times).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def product(x, kernel, bias):
+        y = jnp.matmul(x, kernel)
+        return y if bias is None else y + bias
+
+    def forward(x, kernel, bias):
+        return product(x, kernel, bias), (x, kernel)
+
+    def backward(residuals, upstream):
+        x, kernel = residuals
+        rows = jnp.reshape(upstream, (-1, upstream.shape[-1]))
+        inputs = jnp.reshape(x, (-1, x.shape[-1]))
+        input_gradient = jnp.reshape(rows @ kernel.T, x.shape)
+        kernel_gradient = jax.lax.dot_general(inputs, rows, (((0,), (0,)), ((), ())))
+        bias_gradient = None if bias is None else jnp.sum(rows, axis=0)
+        return input_gradient, kernel_gradient, bias_gradient
+
+    product.defvjp(forward, backward)
+    return product(x, kernel, bias)
+
+
 class PointwiseGroupConv(BaseGroupConv):
     """A group convolution with kernel size 1 over the merged group and channel axes: one
-    matmul, except on PyTorch, where it is a 1×1 convolution (on JAX a 1×1 convolution's train
-    step is about 2.7× slower than the same matmul; on PyTorch on this project's AMD CPUs,
-    MKL's matmul of `(6272, 256) @ (256, 256)` forward and backward took 15.6–16.4 ms and
+    matmul (on JAX with its own gradients, `_jax_pointwise`), except on PyTorch, where it is
+    a 1×1 convolution (on JAX a 1×1 convolution's train step is about 2.7× slower than the
+    same matmul; on PyTorch on this project's AMD CPUs, MKL's matmul of `(6272, 256) @ (256, 256)` forward and backward took 15.6–16.4 ms and
     oneDNN's 1×1 convolution on channels-last memory 9.1–9.8 ms; benchmarks/micro.py)."""
 
     def __init__(self, rank: int, filters: int, group: Any, subgroup: Any = None, **kwargs: Any):
@@ -60,6 +105,10 @@ class PointwiseGroupConv(BaseGroupConv):
             zero, ones = ((0, 0),) * self.rank, (1,) * self.rank
             bias = tile_over_group(self.bias, elements) if self.use_bias else None
             y = torch_conv_channels_last(x, kernel, ones, zero, ones, bias=bias)
+            y = split_group_axis(y, elements, self.filters)
+        elif keras.backend.backend() == "jax" and JAX_POINTWISE_OWN_GRADIENT:
+            bias = tile_over_group(self.bias, elements) if self.use_bias else None
+            y = _jax_pointwise(x, ops.reshape(kernel, kernel.shape[-2:]), bias)
             y = split_group_axis(y, elements, self.filters)
         else:
             y = ops.matmul(x, ops.reshape(kernel, kernel.shape[-2:]))
