@@ -227,7 +227,8 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         f"{importlib.metadata.version('keras')}, {versions}, groco "
         f"{importlib.metadata.version('groco')}",
         f"- repeats: {settings.repeats} interleaved repeats of {settings.steps} step(s) per "
-        f"overhead row; export: {settings.export_repeats} repeats of 5 calls; ratios: the median "
+        f"overhead row; export: {settings.export_repeats} repeats of 5 calls on each of 5 pairs "
+        "of networks; ratios: the median "
         "of the per-repeat ratios; medians throughout",
         f"- command: `{command}`",
         "- escnn comparison: [RESULTS-peers.md](RESULTS-peers.md) (`make bench-peers`)",
@@ -268,7 +269,9 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
             lines.append(
                 f"exported {export['exported_ms']:.2f} ms, hand-written {export['hand_ms']:.2f} "
                 f"ms (batch {export['batch']}, input {export['input']}): ratio "
-                f"{export['ratio']:.3f} (the median of the per-repeat ratios), goal ≤ "
+                f"{export['ratio']:.3f} (over {export['instances']} pairs of the two built apart, "
+                f"the median of each pair's median per-repeat ratio; the pairs "
+                f"{min(export['pair_ratios']):.3f}–{max(export['pair_ratios']):.3f}), goal ≤ "
                 f"{EXPORT_GOAL}: {_verdict(export['ratio'] <= EXPORT_GOAL)}. The export's "
                 "layers against the hand-written network's (type and configuration, names "
                 f"and initializers aside): {'; '.join(export['layer_differences']) or 'the same'}"

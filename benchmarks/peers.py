@@ -14,8 +14,9 @@ back, so a change in machine load between repeats cancels out of it), as in `ove
 Needs escnn (`make bench-peers` installs it in `.venv-peers`, apart from the project's own
 environment: escnn's `lie_learn` needs `numpy<2` and a Fortran compiler).
 
-Run: `KERAS_BACKEND=torch .venv-peers/bin/python benchmarks/peers.py [--repeats 15]
-[--out benchmarks/RESULTS-peers.md]`
+Run: `KERAS_BACKEND=torch .venv-peers/bin/python benchmarks/peers.py [--repeats 25]
+[--out benchmarks/RESULTS-peers.md]`; with `--profile P4 same` (a group, a padding) instead a
+`torch.profiler` table of 20 train steps of each, operators by self time.
 """
 
 from __future__ import annotations
@@ -126,11 +127,44 @@ def compare(ours, theirs, repeats: int) -> dict:
     }
 
 
+def profile(group: str, padding: str) -> None:
+    """Operators by self time over 20 train steps of GroCo and of escnn, one table each."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    factory = {name: make for name, _, make in PAIRS}[group]
+    ours, theirs = steps(group, factory, padding)["train"]
+    for _ in range(5):
+        ours()
+        theirs()
+    for name, step in (("GroCo", ours), ("escnn", theirs)):
+        with profiler(activities=[ProfilerActivity.CPU], record_shapes=True) as recorded:
+            for _ in range(20):
+                step()
+        print(f"{name}, {group} {padding}, 20 train steps:")
+        table = recorded.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=40
+        )
+        print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--out", default="benchmarks/RESULTS-peers.md")
+    parser.add_argument(
+        "--profile",
+        nargs=2,
+        metavar=("GROUP", "PADDING"),
+        help="a torch.profiler table of train steps instead (e.g. P4 same)",
+    )
     args = parser.parse_args()
+    if args.profile:
+        group, padding = args.profile
+        if group not in {name for name, _, _ in PAIRS} or padding not in ("valid", "same"):
+            parser.error(f"--profile takes P4 or P4M and valid or same. Received: {args.profile}")
+        profile(group, padding)
+        return
     rows = []
     for group, peer, factory in PAIRS:
         for padding in ("valid", "same"):
