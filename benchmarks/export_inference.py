@@ -96,8 +96,8 @@ def measure(repeats: int, calls: int = 5, instances: int = 5) -> dict:
     repeat timing `calls` calls in a row, over `instances` pairs of the two built apart.
 
     Two builds of one network can differ by a few percent in speed for as long as they live
-    (where their memory lies): one pair of identical networks gave ratios from 0.98 to 1.04
-    between builds in one process. So several pairs are built and timed in turn, and the
+    (where their memory lies): the pairs' ratios, which the script prints, spread over
+    0.974–1.021 in one run per backend. So several pairs are built and timed in turn, and the
     ratio reported is the median of the pairs' ratios, each the median of its per-repeat
     ratios."""
     rng = np.random.default_rng(0)
