@@ -33,9 +33,11 @@ operation comes from here. The two ways run interleaved in one process; medians 
   sum (`groco_separable.depthwise.JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS`), two steps per
   timing; the same P4M models (and a 1×1 depthwise kernel) with the pointwise part's own
   gradients against JAX's (`groco_separable.separable.JAX_POINTWISE_OWN_GRADIENT`): the
-  compiled step's temporary memory, its time and its minor page faults; the forward pass and
-  kernel gradient of a transposed convolution (stride 1 `valid` and `same`, stride 2
-  `valid`), XLA's own against
+  compiled step's temporary memory, its time and its minor page faults; the same for the
+  depthwise part's per-sample gradient loop with and without
+  `groco_separable.depthwise.JAX_LOW_MEMORY_GRADIENTS` (P4M 3×3 and 5×5, O 3×3×3); the
+  forward pass and kernel gradient of a transposed convolution (stride 1 `valid` and
+  `same`, stride 2 `valid`), XLA's own against
   `groco_core.layers.conv_transpose.conv_transpose`'s; a `valid` convolution in 1D, 2D
   and 3D, forward and with its gradients, unpadded (`keras.ops.conv`) against with a zero
   row that adds no output (`groco_core.layers.conv.jax_conv`).
@@ -451,6 +453,7 @@ def jax_cases(repeats: int) -> None:
     _jax_tiled_multiply_add(repeats)
     _jax_depthwise_input_gradient(repeats)
     _jax_pointwise_gradient(repeats)
+    _jax_low_memory_gradients(repeats)
     _jax_conv_transpose_kernel_gradient(repeats)
     _jax_unpadded_convolution(repeats)
     _pointwise_group_conv(repeats)
@@ -462,57 +465,86 @@ def _jax_pointwise_gradient(repeats: int) -> None:
     the pointwise part's own gradients (`groco_separable.separable._jax_pointwise`) against
     JAX's: the temporary memory of the compiled step, then two steps per timing and the
     minor page faults per step (medians)."""
+    from groco_separable import separable
+
+    cases = (("own gradients", True), ("JAX's gradients", False))
+    for kernel in (1, 3, 5):
+        _jax_separable_choice(repeats, separable, "JAX_POINTWISE_OWN_GRADIENT", cases, kernel)
+
+
+def _jax_low_memory_gradients(repeats: int) -> None:
+    """The same for the depthwise part's per-sample loop with and without
+    `groco_separable.depthwise.JAX_LOW_MEMORY_GRADIENTS`, at 3×3 and 5×5 (P4M) and on O
+    (3×3×3, 8 fields, `(2, 10, 10, 10, 24, 8)`)."""
+    from groco_separable import depthwise
+
+    cases = (("low memory", True), ("all points at once", False))
+    for kernel in (3, 5):
+        _jax_separable_choice(repeats, depthwise, "JAX_LOW_MEMORY_GRADIENTS", cases, kernel)
+    _jax_separable_choice(
+        repeats, depthwise, "JAX_LOW_MEMORY_GRADIENTS", cases, 3, "O", (2, 10, 10, 10, 24, 8)
+    )
+
+
+def _jax_separable_choice(
+    repeats: int,
+    module: object,
+    attribute: str,
+    cases: tuple[tuple[str, bool], ...],
+    kernel: int,
+    group: str = "P4M",
+    shape: tuple[int, ...] = (8, 28, 28, 8, 32),
+) -> None:
+    """Inner-position separable train steps with `module.attribute` set per case: the
+    compiled step's temporary memory, two steps per timing and the minor page faults per
+    step (medians)."""
     import jax
     import numpy as np
-    from groco_separable import SeparableGroupConv2D
-    from groco_separable import separable as separable_module
+    from groco_separable import SeparableGroupConv2D, SeparableGroupConv3D
     from separable import _model, _page_faults
 
-    shape = (8, 28, 28, 8, 32)
+    layer_class = SeparableGroupConv2D if len(shape) == 5 else SeparableGroupConv3D
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype("float32")
     y = rng.normal(size=shape).astype("float32")
-    default = separable_module.JAX_POINTWISE_OWN_GRADIENT
-    for kernel in (1, 3, 5):
-        steps = {}
-        for case, own in (("own gradients", True), ("JAX's gradients", False)):
-            separable_module.JAX_POINTWISE_OWN_GRADIENT = own
-            layer = SeparableGroupConv2D(32, kernel, group="P4M", padding="same_equiv")
-            model = _model(layer, shape[1:], "inner")
-            model.train_on_batch(x, y)  # traced now, with this choice
-            state = tuple(
-                [v.value for v in variables]
-                for variables in (
-                    model.trainable_variables,
-                    model.non_trainable_variables,
-                    model.optimizer.variables,
-                    model.metrics_variables,
-                )
+    default = getattr(module, attribute)
+    name = f"jax separable {group} {kernel}x{kernel} inner"
+    steps = {}
+    for case, value in cases:
+        setattr(module, attribute, value)
+        layer = layer_class(shape[-1], kernel, group=group, padding="same_equiv")
+        model = _model(layer, shape[1:], "inner")
+        model.train_on_batch(x, y)  # traced now, with this choice
+        state = tuple(
+            [v.value for v in variables]
+            for variables in (
+                model.trainable_variables,
+                model.non_trainable_variables,
+                model.optimizer.variables,
+                model.metrics_variables,
             )
-            compiled = jax.jit(model.train_step).lower(state, (x, y)).compile()
-            temporary = compiled.memory_analysis().temp_size_in_bytes / 2**20
-            print(f"jax separable {kernel}x{kernel} inner, {case}: {temporary:.1f} MiB temporary")
-
-            def two_steps(model=model):
-                model.train_on_batch(x, y)
-                model.train_on_batch(x, y)
-
-            steps[case] = two_steps
-        separable_module.JAX_POINTWISE_OWN_GRADIENT = default
-        faults = {case: [] for case in steps}
-        for _ in range(repeats):
-            for case, step in steps.items():
-                before = _page_faults()
-                step()
-                if before is not None:
-                    faults[case].append((_page_faults() - before) / 2)
-        if all(faults.values()):
-            counts = ", ".join(f"{c} {statistics.median(f):.0f}" for c, f in faults.items())
-            print(f"jax separable {kernel}x{kernel} inner, minor page faults per step: {counts}")
-        _report(
-            f"jax separable train step x2, inner, P4M {kernel}x{kernel}",
-            _interleaved(steps, repeats),
         )
+        compiled = jax.jit(model.train_step).lower(state, (x, y)).compile()
+        temporary = compiled.memory_analysis().temp_size_in_bytes / 2**20
+        print(f"{name}, {case}: {temporary:.1f} MiB temporary")
+
+        def two_steps(model=model):
+            model.train_on_batch(x, y)
+            model.train_on_batch(x, y)
+
+        steps[case] = two_steps
+    setattr(module, attribute, default)
+    faults = {case: [] for case in steps}
+    for _ in range(repeats):
+        for case, step in steps.items():
+            before = _page_faults()
+            step()
+            if before is not None:
+                faults[case].append((_page_faults() - before) / 2)
+    if all(faults.values()):
+        counts = ", ".join(f"{c} {statistics.median(f):.0f}" for c, f in faults.items())
+        print(f"{name}, minor page faults per step: {counts}")
+    _report(f"{name}, train step x2", _interleaved(steps, repeats))
 
 
 def _jax_depthwise_input_gradient(repeats: int) -> None:

@@ -139,6 +139,28 @@ def test_the_3d_formulations_have_the_same_gradients(
     _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="a choice of the JAX gradients")
+@pytest.mark.parametrize("low_memory", [True, False])
+@pytest.mark.parametrize(
+    "x_shape, kernel_size, paddings",
+    [((3, 9, 9, 4), (5, 5), ((2, 2), (2, 2))), ((2, 6, 7, 6, 3), (3, 3, 3), ((1, 1),) * 3)],
+)
+def test_the_jax_per_sample_loop_gives_the_same_gradients_either_way(
+    x_shape, kernel_size, paddings, low_memory, rng, monkeypatch
+):
+    """`shifts` takes its input's gradient in its per-sample loop here (stride 1, at least
+    10 kernel points); with the kernel points one after another and the input's gradient
+    written in place (`JAX_LOW_MEMORY_GRADIENTS`) and without, its gradients equal those of
+    `grouped_conv`."""
+    from groco_separable import depthwise
+
+    monkeypatch.setattr(depthwise, "JAX_LOW_MEMORY_GRADIENTS", low_memory)
+    x = rng.normal(size=x_shape).astype("float32")
+    rank = len(kernel_size)
+    ones = (1,) * rank
+    _check_gradients(x, kernel_size, ones, ones, 1, paddings, ("shifts",), rng)
+
+
 def _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng):
     """Each of `formulations` against `grouped_conv`: the value of a nonlinear loss and its
     gradients with respect to input, kernel and bias, and (`shifts`) to kernel and bias

@@ -87,8 +87,9 @@ class PointwiseGroupConv(BaseGroupConv):
     """A group convolution with kernel size 1 over the merged group and channel axes: one
     matmul (on JAX with its own gradients, `_jax_pointwise`), except on PyTorch, where it is
     a 1×1 convolution (on JAX a 1×1 convolution's train step is about 2.7× slower than the
-    same matmul; on PyTorch on this project's AMD CPUs, MKL's matmul of `(6272, 256) @ (256, 256)` forward and backward took 15.6–16.4 ms and
-    oneDNN's 1×1 convolution on channels-last memory 9.1–9.8 ms; benchmarks/micro.py)."""
+    same matmul; on PyTorch on this project's AMD CPUs, MKL's matmul of
+    `(6272, 256) @ (256, 256)` forward and backward took 15.6–16.4 ms and oneDNN's 1×1
+    convolution on channels-last memory 9.1–9.8 ms; benchmarks/micro.py)."""
 
     def __init__(self, rank: int, filters: int, group: Any, subgroup: Any = None, **kwargs: Any):
         super().__init__(rank, filters, 1, group, subgroup, **kwargs)
