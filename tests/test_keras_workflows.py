@@ -67,7 +67,9 @@ def test_mixed_precision(policy, rng):
     assert np.max(np.abs(_numpy(turned) - expected)) <= epsilon * scale
 
     model = _network(policy)
-    model.compile(optimizer="sgd", loss="mse")
+    # SGD's default rate (0.01) made this small network diverge from some initial weights
+    # in float32 as well (4 of 150 seeds on PyTorch), to infinity and, in float16, NaN.
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     history = model.fit(*_data(rng), epochs=2, batch_size=4, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert all(dtype(w.dtype) == "float32" for w in model.trainable_weights)
