@@ -485,20 +485,17 @@ def _jax_shifts(x: Any, flat_kernel: Any, geometry: tuple, paddings: tuple | Non
             return ones @ jnp.reshape(window * upstream, (points, -1))
 
         def sample_gradients(sample):
+            padded_sample = pad(sample[0][None])[0]
+
+            def point(offset):
+                return point_gradient(padded_sample, sample[1], offset)
+
             if JAX_LOW_MEMORY_GRADIENTS and in_loop:
                 # One kernel point after another: one product alive at a time. (Without the
                 # input's gradient in the loop, XLA kept no more alive than this needs.)
-                padded_sample = pad(sample[0][None])[0]
-                kernel_gradient = jax.lax.map(
-                    lambda offset: point_gradient(padded_sample, sample[1], offset), offsets
-                )
+                kernel_gradient = jax.lax.map(point, offsets)
             else:
-                windows = _windows(pad(sample[0][None]), geometry)
-                points = int(np.prod(sample[1].shape[:-1]))
-                ones = jnp.ones((points,), gradient.dtype)
-                kernel_gradient = jnp.stack(
-                    [ones @ jnp.reshape(w[0] * sample[1], (points, -1)) for w in windows]
-                )
+                kernel_gradient = jnp.stack([point(offset) for offset in offsets])
             if not in_loop:
                 return kernel_gradient
             padded = jax.lax.pad(sample[1][None], jnp.zeros((), gradient.dtype), config)
