@@ -14,7 +14,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
   gradient, with the kernel gathered into the convolution's weight layout
   (`KernelGather.torch_output_major`) against a gather followed by a copy into Keras's
   layout; the kernel gradient of a 5×5 depthwise convolution, oneDNN's own against four 3×3
-  tiles (`groco_separable.depthwise._torch_depthwise`), and oneDNN's 3×3 one for reference.
+  tiles (`groco_separable.depthwise._torch_depthwise`), and oneDNN's 3×3 one for reference;
+  the kernel transformation into PyTorch's weight layout by rows against entry by entry
+  (`torch.take`), alone and in the train steps of lifting rows of `overhead.py`.
 - tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
   the input gradient, which its custom gradient computes too); a group convolution's
@@ -251,6 +253,91 @@ def _torch_kernel_transformation(repeats: int) -> None:
     )
 
     _torch_tiled_kernel_gradient(repeats)
+    _torch_take(repeats)
+
+
+def _torch_take(repeats: int) -> None:
+    """The kernel transformation into PyTorch's weight layout
+    (`KernelGather.torch_output_major`) by rows against entry by entry (`torch.take`): 20
+    calls with the kernel gradient per timing, for transformed kernels of 9 216 to 248 832
+    entries; then train steps of `benchmarks/overhead.py`'s lifting rows (and one
+    group-input row) either way, and the plain layer's, 5 steps per timing
+    (`TORCH_TAKE_MAX_ENTRIES`)."""
+    import numpy as np
+    import torch
+    from overhead import SHAPES, _models
+
+    from groco_core import GroupConv2D, GroupConv3D
+    from groco_core.layers import conv
+
+    default = conv.TORCH_TAKE_MAX_ENTRIES
+    ways = {"by rows": -1, "entry by entry": 2**62}
+    configurations = {
+        "P4 lifting, 16 fields": (GroupConv2D, "P4", 16, (28, 28, 16)),
+        "O lifting, 4 fields": (GroupConv3D, "O", 4, (12, 12, 12, 4)),
+        "P4M lifting, 16 fields": (GroupConv2D, "P4M", 16, (28, 28, 16)),
+        "Oh lifting, 4 fields": (GroupConv3D, "Oh", 4, (12, 12, 12, 4)),
+        "P4 group, 16 fields": (GroupConv2D, "P4", 16, (28, 28, 4, 16)),
+        "O group, 2 fields": (GroupConv3D, "O", 2, (12, 12, 12, 24, 2)),
+        "P4M group, 12 fields": (GroupConv2D, "P4M", 12, (28, 28, 8, 12)),
+        "P4M group, 16 fields": (GroupConv2D, "P4M", 16, (28, 28, 8, 16)),
+        "O group, 4 fields": (GroupConv3D, "O", 4, (12, 12, 12, 24, 4)),
+    }
+    try:
+        for name, (layer_class, group, fields, shape) in configurations.items():
+            layer = layer_class(fields, 3, group=group)
+            layer.build((None, *shape))
+            upstream = torch.randn(layer.transformed_kernel().shape)
+            values, cases = [], {}
+            for way, limit in ways.items():
+
+                def twenty(limit=limit, layer=layer, upstream=upstream):
+                    conv.TORCH_TAKE_MAX_ENTRIES = limit
+                    for _ in range(20):
+                        layer.transformed_kernel().backward(upstream)
+
+                conv.TORCH_TAKE_MAX_ENTRIES = limit
+                values.append(layer.transformed_kernel().detach().numpy())
+                cases[way] = twenty
+            assert (values[0] == values[1]).all()
+            _report(
+                f"torch kernel transformation with its gradient x20, {name}, "
+                f"{values[0].size} entries",
+                _interleaved(cases, repeats),
+            )
+        rows = [("O", "valid_equiv", True, 1), ("O", "valid_equiv", True, 2)]
+        rows += [("Oh", "same_equiv", True, 2), ("P4", "valid_equiv", True, 1)]
+        rows += [("P4M", "same_equiv", True, 1), ("P4", "valid_equiv", False, 2)]
+        for group, padding, lifting, stride in rows:
+            models = {}
+            for way in ways:
+                models[way], plain_model, x = _models(group, padding, lifting, stride)
+            rank = SHAPES[group].rank
+            y = np.random.default_rng(1).normal(size=(x.shape[0], *plain_model.output_shape[1:]))
+            y = y.astype("float32")
+            x_plain = x.reshape(*x.shape[: 1 + rank], -1)
+            cases = {}
+            for way, limit in ways.items():
+
+                def five(limit=limit, model=models[way], x=x, y=y):
+                    conv.TORCH_TAKE_MAX_ENTRIES = limit
+                    for _ in range(5):
+                        model.train_on_batch(x, y)
+
+                cases[way] = five
+
+            def plain(model=plain_model, x=x_plain, y=y):
+                for _ in range(5):
+                    model.train_on_batch(x, y)
+
+            cases["plain layer"] = plain
+            kind = "lifting" if lifting else "group"
+            _report(
+                f"torch {group} {kind} {padding} s{stride} train step x5",
+                _interleaved(cases, repeats),
+            )
+    finally:
+        conv.TORCH_TAKE_MAX_ENTRIES = default
 
 
 def _torch_tiled_kernel_gradient(repeats: int) -> None:

@@ -368,6 +368,9 @@ def torch_compiling() -> bool:
 # one only up to `TF_MAX_SHORT_RUNS` of them (see `KernelGather._tensorflow_moved`).
 TF_SHORT_RUN = 16
 TF_MAX_SHORT_RUNS = 2**14
+# `KernelGather.torch_output_major` takes transformed kernels of up to this many entries one
+# entry at a time (`torch.take`), larger ones by rows.
+TORCH_TAKE_MAX_ENTRIES = 2**16
 
 
 class KernelGather:
@@ -444,10 +447,32 @@ class KernelGather:
         `(4, 12, 12, 12, 192)`), the kernel transformation and the convolution, forward and
         kernel gradient, were faster this way than as a gather followed by a copy into
         Keras's layout in each of six runs of benchmarks/micro.py, by 0.2–1.8 ms of 39–47 ms.
+
+        A transformed kernel of up to `TORCH_TAKE_MAX_ENTRIES` entries is instead taken
+        entry by entry with one `torch.take` (its gradient PyTorch's own accumulating `put_`):
+        for the lifting kernels of `benchmarks/overhead.py` that is one operation forward and
+        one backward where the row gather makes several, with a Python backward. 20 calls with
+        the kernel gradient, by rows against entry by entry, in ms (`KERAS_BACKEND=torch
+        python benchmarks/micro.py --only torch_take`, two runs): 9 216 entries (P4 lifting)
+        5.04 / 3.20 and 6.84 / 4.50; 20 736 (Oh lifting) 6.46 / 4.51 and 7.30 / 5.08; 62 208
+        (O on a group input, 2 fields) 9.75 / 8.03 and 11.78 / 11.30; 82 944 (P4M, 12
+        fields) 8.12 / 9.84 and 10.72 / 12.57.
         """
         import torch
 
         n, channels, fields = flat.shape
+        size = self.indices.size * channels * fields
+        if size <= TORCH_TAKE_MAX_ENTRIES:
+            index = self._torch_output_major.get((flat.device, channels, fields, "take"))
+            if index is None:
+                # Entry `(h, f, i, c)` is `flat[indices[h, i], c, f]`, at `(j·C + c)·F + f`.
+                rows = self.indices.reshape(self.indices.shape[0], 1, -1, 1)
+                entries = (rows * channels + np.arange(channels)) * fields
+                entries = entries + np.arange(fields)[None, :, None, None]
+                shape = (self.indices.shape[0], fields, *self.indices.shape[1:], channels)
+                index = torch.from_numpy(entries.reshape(shape).astype("int64")).to(flat.device)
+                self._torch_output_major[(flat.device, channels, fields, "take")] = index
+            return torch.take(flat, index)
         prepared = self._torch_output_major.get((flat.device, fields))
         if prepared is None:
             # Table row `f·n + j` is `flat[j, :, f]`; per `h`, the rows and their inverse.
