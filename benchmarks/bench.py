@@ -52,7 +52,8 @@ class Settings:
         strides: 1 and / or 2.
         modes: `train` and / or `inference`.
         repeats: interleaved repeats per overhead row (the median is reported).
-        steps: steps per repeat.
+        steps: steps per repeat, at least.
+        min_timing_ms: more steps per repeat where they would take less than this.
         export_repeats: repeats of the export comparison, 0 to skip it.
         separable: whether to run `separable.py`.
         layers: `overhead.py`'s rows of other layers (`--layers`): dilation, transposed
@@ -69,6 +70,7 @@ class Settings:
     export_repeats: int
     separable: bool
     layers: tuple[str, ...] = ()
+    min_timing_ms: float = 0.0
 
     def overhead_arguments(self) -> list[str]:
         return [
@@ -80,6 +82,7 @@ class Settings:
             "--modes", *self.modes,
             "--repeats", str(self.repeats),
             "--steps", str(self.steps),
+            "--min-timing-ms", str(self.min_timing_ms),
         ]  # fmt: skip
 
 
@@ -95,6 +98,7 @@ PRESETS = {
         export_repeats=30,
         separable=True,
         layers=("all",),
+        min_timing_ms=30.0,
     ),
     "quick": Settings(
         groups=("P4", "P4M", "Oh"),
@@ -108,6 +112,15 @@ PRESETS = {
         separable=False,
     ),
 }
+
+
+def _more_steps(settings: Settings) -> str:
+    if not settings.min_timing_ms:
+        return ""
+    return (
+        f" (more where a step is short: each timing lasts at least {settings.min_timing_ms:g}"
+        " ms, up to 100 steps)"
+    )
 
 
 def _json_output(command: list[str], backend: str) -> object:
@@ -227,8 +240,8 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         f"{importlib.metadata.version('keras')}, {versions}, groco "
         f"{importlib.metadata.version('groco')}",
         f"- repeats: {settings.repeats} interleaved repeats of {settings.steps} step(s) per "
-        f"overhead row; export: {settings.export_repeats} repeats of 5 calls on each of 5 pairs "
-        "of networks; ratios: the median "
+        f"overhead row{_more_steps(settings)}; export: {settings.export_repeats} repeats of 5 "
+        "calls on each of 5 pairs of networks; ratios: the median "
         "of the per-repeat ratios; medians throughout",
         f"- command: `{command}`",
         "- escnn comparison: [RESULTS-peers.md](RESULTS-peers.md) (`make bench-peers`)",

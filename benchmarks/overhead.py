@@ -11,7 +11,8 @@ output size at stride 1). The group model ends in a `Reshape` that merges the gr
 into the channels, so that the mean-square loss runs on the plain layer's layout; the plain
 model ends in a `Reshape` to its own shape, so that both pay for one such layer. Both
 models are trained side by side in one process (steps
-interleaved, alternating which goes first); the ratio reported is the median over repeats of
+interleaved, alternating which goes first; each timing runs `--steps` steps, more where they
+take less than `--min-timing-ms` in all); the ratio reported is the median over repeats of
 each repeat's group / plain ratio (the two times of a repeat are taken back to back, so a
 change in machine load between repeats cancels out of it), with its quartiles and the two
 median step times; likewise for the time to build the layer (its kernel tables are cached on
@@ -24,8 +25,8 @@ train inference`: `train_on_batch` / `predict_on_batch`). The default is the gro
 train-step rows at stride 1.
 
 Run: `KERAS_BACKEND=jax python benchmarks/overhead.py [--repeats 15] [--steps 5]
-[--groups P4 P4M O Oh] [--paddings valid_equiv same_equiv] [--inputs group lifting]
-[--strides 1 2] [--modes train inference] [--json]`
+[--min-timing-ms 30] [--groups P4 P4M O Oh] [--paddings valid_equiv same_equiv]
+[--inputs group lifting] [--strides 1 2] [--modes train inference] [--json]`
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import statistics
 import time
 
@@ -61,8 +63,10 @@ class Shape:
     fields: int
     kernel: int = 3
 
-    def group_layer(self, group: str, padding: str, stride: int = 1) -> keras.layers.Layer:
-        layer_class = {2: GroupConv2D, 3: GroupConv3D}[self.rank]
+    def group_layer(
+        self, group: str, padding: str, stride: int = 1, layer_class: type | None = None
+    ) -> keras.layers.Layer:
+        layer_class = layer_class or {2: GroupConv2D, 3: GroupConv3D}[self.rank]
         return layer_class(self.fields, self.kernel, stride, padding, group=group)
 
     def plain_layer(self, channels: int, padding: str, stride: int = 1) -> keras.layers.Layer:
@@ -79,9 +83,10 @@ SHAPES = {
 
 
 def _models(
-    group_name: str, padding: str, lifting: bool, stride: int
+    group_name: str, padding: str, lifting: bool, stride: int, layer_class: type | None = None
 ) -> tuple[keras.Model, keras.Model, np.ndarray]:
-    """The group layer and the plain layer with the same expanded channels, on one input.
+    """The group layer (of `layer_class`, default the group convolution of the rank) and
+    the plain layer with the same expanded channels, on one input.
 
     A stride of 2 uses an input one point smaller (odd) where the size is even: an even
     size cannot be strided equivariantly with a 3-point kernel (docs/designing.md).
@@ -93,7 +98,7 @@ def _models(
     channels = shape.fields if lifting else order * shape.fields
     group_shape = (*spatial, shape.fields) if lifting else (*spatial, order, shape.fields)
     group_input = keras.Input(group_shape)
-    layer = shape.group_layer(group_name, padding, stride)
+    layer = shape.group_layer(group_name, padding, stride, layer_class)
     group_model = keras.Model(group_input, _merged(layer(group_input)))
     plain_input = keras.Input((*spatial, channels))
     plain_layer = shape.plain_layer(order * shape.fields, padding, stride)
@@ -185,6 +190,12 @@ def _same_shape(outputs):
     end in one `Reshape` layer (a layer call costs some microseconds of Python on PyTorch,
     which runs eagerly)."""
     return keras.layers.Reshape(tuple(outputs.shape[1:]))(outputs)
+
+
+# Each timing of a repeat runs at least `steps` steps, and more where they take less than
+# this in all (up to `MAX_STEPS`); `--min-timing-ms`.
+MIN_TIMING_S = 0.03
+MAX_STEPS = 100
 
 
 def _time_steps(step, steps: int) -> float:
@@ -279,6 +290,10 @@ def _interleaved(
     for _ in range(3):  # compile and warm up both
         group_step()
         plain_step()
+    # Short steps get more of them per timing, so that each timing lasts MIN_TIMING_S: a
+    # timing of a few milliseconds varies by several percent with the scheduler alone.
+    shortest = min(_time_steps(group_step, 1), _time_steps(plain_step, 1))
+    steps = min(max(steps, math.ceil(MIN_TIMING_S / max(shortest, 1e-6))), MAX_STEPS)
     group_times, plain_times = [], []
     for repeat in range(repeats):
         # Alternate which goes first so drifts in machine load hit both alike.
@@ -295,6 +310,7 @@ def _interleaved(
         "ratio_quartiles": (quartiles[0], quartiles[2]),
         "group_ms": 1e3 * group_median,
         "plain_ms": 1e3 * plain_median,
+        "steps": steps,
     }
 
 
@@ -319,9 +335,16 @@ def build_times(group_name: str, repeats: int) -> dict:
 
 
 def main() -> None:
+    global MIN_TIMING_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="at least this many per timing")
+    parser.add_argument(
+        "--min-timing-ms",
+        type=float,
+        default=1e3 * MIN_TIMING_S,
+        help="more steps per timing where they would take less than this (0: exactly --steps)",
+    )
     parser.add_argument("--groups", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument(
         "--paddings",
@@ -341,6 +364,7 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    MIN_TIMING_S = args.min_timing_ms / 1e3
     results = []
     layers = list(LAYER_ROWS) if "all" in args.layers else args.layers
     for name, mode in itertools.product(layers, args.modes):

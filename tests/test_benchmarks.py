@@ -144,3 +144,39 @@ def test_the_separable_benchmark_counts_page_faults_per_step():
         assert seconds > 0 and faults >= 64 // 2
     else:
         assert before is None or before >= 0
+
+
+def test_short_overhead_steps_are_timed_in_runs_of_at_least_the_minimum(monkeypatch):
+    """benchmarks/overhead.py runs more steps per timing where one step is short, so that a
+    timing lasts at least `MIN_TIMING_S`, and exactly `steps` where the minimum is 0."""
+    import time
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("overhead_bench", BENCH.parent / "overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "overhead_bench", module)  # for its dataclasses
+    spec.loader.exec_module(module)
+
+    class Sleeping:
+        output_shape = (None, 2, 2, 3)
+
+        def __init__(self, seconds):
+            self.seconds, self.calls = seconds, 0
+
+        def train_on_batch(self, x, y):
+            self.calls += 1
+            time.sleep(self.seconds)
+
+    x = np.zeros((1, 2, 2, 3), "float32")
+    monkeypatch.setattr(module, "MIN_TIMING_S", 0.02)
+    group, plain = Sleeping(0.002), Sleeping(0.004)
+    result = module._interleaved(group, plain, x, 2, repeats=2, steps=1, mode="train")
+    # One step of the shorter model takes at least 2 ms: at most 10 make 20 ms.
+    assert 2 <= result["steps"] <= 10
+    assert group.calls == 3 + 1 + 2 * result["steps"]
+    assert 0.4 < result["ratio"] < 0.6
+
+    monkeypatch.setattr(module, "MIN_TIMING_S", 0.0)
+    result = module._interleaved(Sleeping(0.002), plain, x, 2, repeats=2, steps=3, mode="train")
+    assert result["steps"] == 3
