@@ -46,6 +46,10 @@ operation comes from here. The two ways run interleaved in one process; medians 
 - jax and tensorflow: the train step of a group convolution with a one-point kernel inside a
   network (P4M, O and LM, strides 1 and 2) as the backend's convolution against as a matrix
   product (where `groco_core.layers.conv.BaseGroupConv` uses which).
+- every backend (`--only expansion_share`, not in the default run): what the kernel
+  expansion costs in the 3D stride-2 train steps of `overhead.py`, the group layer and the
+  same layer convolving with a weight of the expanded kernel's shape, each as a ratio to the
+  plain layer.
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15] [--only CASE]`; `--only`
 runs the one case function whose name starts with CASE (e.g. `pointwise`, `jax_unpadded`).
