@@ -51,6 +51,7 @@ from groco_core import (
     GroupMaxPooling2D,
     get_group,
 )
+from groco_core.layers.conv import add_kernel_and_bias
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,15 +214,22 @@ def step_ratio(
     lifting: bool = False,
     stride: int = 1,
     mode: str = "train",
+    floor: bool = False,
 ) -> dict:
     """Median step time of the group layer over the plain layer's, measured interleaved.
 
-    `mode="train"`: `train_on_batch`; `mode="inference"`: `predict_on_batch`.
+    `mode="train"`: `train_on_batch`; `mode="inference"`: `predict_on_batch`. `floor`: also
+    time the same layer with a weight of its expanded kernel's shape (`expanded_weight_class`)
+    in the same repeats, reported as `floor_ratio`.
     """
     group_model, plain_model, x = _models(group_name, padding, lifting, stride)
     rank = SHAPES[group_name].rank
     kind = "lifting" if lifting else "group"
-    result = _interleaved(group_model, plain_model, x, rank, repeats, steps, mode)
+    floor_model = None
+    if floor:
+        layer_class = expanded_weight_class(rank)
+        floor_model = _models(group_name, padding, lifting, stride, layer_class)[0]
+    result = _interleaved(group_model, plain_model, x, rank, repeats, steps, mode, floor_model)
     return {
         "row": f"GroupConv{rank}D {group_name} {kind} {padding} s{stride} {mode}",
         "group": group_name,
@@ -271,9 +279,11 @@ def _interleaved(
     repeats: int,
     steps: int,
     mode: str,
+    floor_model: keras.Model | None = None,
 ) -> dict:
     """Median step times of the two models, steps interleaved; the plain model gets the
-    same numbers with the group axis merged into the channels."""
+    same numbers with the group axis merged into the channels. A `floor_model` (the group
+    model's input and output) is timed in the same repeats, as a third."""
     batch = x.shape[0]
     y_group = np.random.default_rng(1).normal(size=(batch, *group_model.output_shape[1:]))
     y_group = y_group.astype("float32")
@@ -285,33 +295,70 @@ def _interleaved(
             return lambda: model.train_on_batch(inputs, targets)
         return lambda: model.predict_on_batch(inputs)
 
-    group_step = runner(group_model, x, y_group)
-    plain_step = runner(plain_model, x_plain, y_plain)
-    for _ in range(3):  # compile and warm up both
-        group_step()
-        plain_step()
+    stepping = [runner(group_model, x, y_group), runner(plain_model, x_plain, y_plain)]
+    if floor_model is not None:
+        stepping.append(runner(floor_model, x, y_group))
+    for _ in range(3):  # compile and warm up each
+        for step in stepping:
+            step()
     # Short steps get more of them per timing, so that each timing lasts MIN_TIMING_S: a
     # timing of a few milliseconds varies by several percent with the scheduler alone.
-    shortest = min(_time_steps(group_step, 1), _time_steps(plain_step, 1))
+    shortest = min(_time_steps(step, 1) for step in stepping)
     steps = min(max(steps, math.ceil(MIN_TIMING_S / max(shortest, 1e-6))), MAX_STEPS)
-    group_times, plain_times = [], []
+    times: list[list[float]] = [[] for _ in stepping]
     for repeat in range(repeats):
-        # Alternate which goes first so drifts in machine load hit both alike.
-        pair = [(group_step, group_times), (plain_step, plain_times)]
-        for step, times in pair if repeat % 2 == 0 else pair[::-1]:
-            times.append(_time_steps(step, steps))
-    group_median, plain_median = statistics.median(group_times), statistics.median(plain_times)
-    # The ratio of each repeat's adjacent pair: a change in machine load between repeats
-    # moves both of a pair alike and cancels out of it.
-    ratios = sorted(g / p for g, p in zip(group_times, plain_times, strict=True))
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {
-        "ratio": statistics.median(ratios),
-        "ratio_quartiles": (quartiles[0], quartiles[2]),
-        "group_ms": 1e3 * group_median,
-        "plain_ms": 1e3 * plain_median,
+        # Alternate the order so drifts in machine load hit each alike.
+        order = list(zip(stepping, times, strict=True))
+        for step, timings in order if repeat % 2 == 0 else order[::-1]:
+            timings.append(_time_steps(step, steps))
+    group_times, plain_times = times[0], times[1]
+    result = {
+        **_ratio(group_times, plain_times),
+        "group_ms": 1e3 * statistics.median(group_times),
+        "plain_ms": 1e3 * statistics.median(plain_times),
         "steps": steps,
     }
+    if floor_model is not None:
+        floor = _ratio(times[2], plain_times)
+        result["floor_ratio"] = floor["ratio"]
+        result["floor_ratio_quartiles"] = floor["ratio_quartiles"]
+        result["floor_ms"] = 1e3 * statistics.median(times[2])
+    return result
+
+
+def _ratio(times: list[float], plain_times: list[float]) -> dict:
+    """The median and quartiles of the per-repeat ratios `times / plain_times`: the ratio of
+    each repeat's adjacent timings, so that a change in machine load between repeats, which
+    moves both alike, cancels out of it."""
+    ratios = sorted(t / p for t, p in zip(times, plain_times, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {"ratio": statistics.median(ratios), "ratio_quartiles": (quartiles[0], quartiles[2])}
+
+
+def expanded_weight_class(rank: int) -> type:
+    """The group convolution of `rank` with a weight of its transformed kernel's shape as
+    its kernel: the same convolution, bias, reshapes and output, and no kernel expansion.
+    Timed against the plain layer, it is what the group layer would cost if expanding its
+    kernel were free (`--floor`)."""
+    base = {2: GroupConv2D, 3: GroupConv3D}[rank]
+
+    class ExpandedWeight(base):
+        def _add_kernel_and_bias(self) -> None:
+            group_size = 1 if self.lifting else self.group.order
+            inputs = group_size * self.in_channels
+            outputs = len(self._output_elements) * self.filters
+            shape = (*self.kernel_size, inputs, outputs)
+            add_kernel_and_bias(self, shape, (self.filters,))
+            self.built = True
+
+        def transformed_kernel(self):
+            return keras.ops.convert_to_tensor(self.kernel)
+
+        def call(self, inputs, training=None):
+            # No kept kernel (`groco_core.layers.kernel_cache`): there is nothing to expand.
+            return super().call(inputs, training=True)
+
+    return ExpandedWeight
 
 
 def build_times(group_name: str, repeats: int) -> dict:
@@ -362,6 +409,11 @@ def main() -> None:
         choices=["all", *LAYER_ROWS],
         help="rows of other layers (dilation, transposed, pooling, batch norm, 1D); 'all'",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time each group convolution with its expanded kernel as its weight",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     MIN_TIMING_S = args.min_timing_ms / 1e3
@@ -385,8 +437,9 @@ def main() -> None:
             args.paddings, args.inputs, args.strides, args.modes
         ):
             result = step_ratio(
-                name, padding, args.repeats, args.steps, kind == "lifting", stride, mode
-            )
+                name, padding, args.repeats, args.steps, kind == "lifting", stride, mode,
+                args.floor,
+            )  # fmt: skip
             result.update(builds)
             result["backend"] = keras.backend.backend()
             results.append(result)
@@ -396,7 +449,8 @@ def main() -> None:
                     f"= {result['ratio']:.3f} {_spread(result)} "
                     f"(medians {result['group_ms']:.1f} / {result['plain_ms']:.1f} ms); "
                     f"build {result['group_build_ms']:.2f} ms "
-                    f"(Conv{rank}D {result['plain_build_ms']:.2f} ms)",
+                    f"(Conv{rank}D {result['plain_build_ms']:.2f} ms)"
+                    + (f"; without expansion {result['floor_ratio']:.3f}" if args.floor else ""),
                     flush=True,
                 )
     if args.json:

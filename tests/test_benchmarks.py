@@ -34,6 +34,7 @@ def test_tiny_run_writes_every_section():
         steps=1,
         export_repeats=0,
         separable=False,
+        floor=True,
     )
     result = bench.measure_backend(backend, settings)
     text = bench.render({backend: result}, settings, "tiny")
@@ -45,7 +46,7 @@ def test_tiny_run_writes_every_section():
     assert f"## {backend}" in text
     row = re.search(
         r"^\| GroupConv2D P4 group same_equiv s1 train \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
-        r"([\d.]+)–([\d.]+) \| (pass|\*\*miss\*\*) \|$",
+        r"([\d.]+)–([\d.]+) \| ([\d.]+) \| (pass|\*\*miss\*\*) \|$",
         text,
         re.MULTILINE,
     )
@@ -180,3 +181,29 @@ def test_short_overhead_steps_are_timed_in_runs_of_at_least_the_minimum(monkeypa
     monkeypatch.setattr(module, "MIN_TIMING_S", 0.0)
     result = module._interleaved(Sleeping(0.002), plain, x, 2, repeats=2, steps=3, mode="train")
     assert result["steps"] == 3
+
+
+def test_the_floor_layer_is_the_group_layer_without_its_expansion(monkeypatch):
+    """overhead.py's `--floor` layer, given the group layer's expanded kernel as its weight
+    and the same bias, computes the group layer's output (lifting and group input)."""
+    import numpy as np
+
+    from groco_core import GroupConv2D
+
+    spec = importlib.util.spec_from_file_location("overhead_bench", BENCH.parent / "overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "overhead_bench", module)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    for shape in ((2, 9, 9, 3), (2, 9, 9, 8, 3)):
+        x = rng.normal(size=shape).astype("float32")
+        layer = GroupConv2D(4, 3, 2, "same_equiv", group="P4M", bias_initializer="normal")
+        floor = module.expanded_weight_class(2)(4, 3, 2, "same_equiv", group="P4M")
+        expected = keras.ops.convert_to_numpy(layer(x))
+        floor.build(x.shape)
+        assert tuple(floor.kernel.shape) == tuple(layer.transformed_kernel().shape)
+        floor.kernel.assign(layer.transformed_kernel())
+        floor.bias.assign(layer.bias)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(floor(x)), expected, rtol=1e-5, atol=1e-5
+        )
