@@ -46,10 +46,6 @@ operation comes from here. The two ways run interleaved in one process; medians 
 - jax and tensorflow: the train step of a group convolution with a one-point kernel inside a
   network (P4M, O and LM, strides 1 and 2) as the backend's convolution against as a matrix
   product (where `groco_core.layers.conv.BaseGroupConv` uses which).
-- every backend (`--only expansion_share`, not in the default run): what the kernel
-  expansion costs in the 3D stride-2 train steps of `overhead.py`, the group layer and the
-  same layer convolving with a weight of the expanded kernel's shape, each as a ratio to the
-  plain layer.
 
 Run: `KERAS_BACKEND=torch python benchmarks/micro.py [--repeats 15] [--only CASE]`; `--only`
 runs the one case function whose name starts with CASE (e.g. `pointwise`, `jax_unpadded`).
@@ -836,77 +832,6 @@ def _pointwise_group_conv(repeats: int) -> None:
             f"{name}, stride {stride}",
             _interleaved(steps, repeats),
         )
-
-
-def expansion_share(repeats: int) -> None:
-    """What the kernel expansion costs in a train step: rows of `benchmarks/overhead.py`
-    (3D on a group input and lifting, stride 2) with the group layer as it is, with the same
-    layer convolving with a weight of the expanded kernel's shape instead (no expansion:
-    what the layer would cost if expanding were free), and with the plain layer. 5 steps per
-    timing, the three in turn (alternating order); reported: the median over repeats of each
-    repeat's ratio to the plain layer's time."""
-    import numpy as np
-    from overhead import SHAPES, _models
-
-    rows = [("O", "valid_equiv", False), ("O", "same_equiv", False)]
-    rows += [("Oh", "valid_equiv", False), ("Oh", "same_equiv", False)]
-    rows += [("O", "valid_equiv", True), ("Oh", "valid_equiv", True)]
-    for group, padding, lifting in rows:
-        stride, rank = 2, SHAPES[group].rank
-        group_model, plain_model, x = _models(group, padding, lifting, stride)
-        expanded = _models(group, padding, lifting, stride, _expanded_weight_class(rank))[0]
-        y = np.random.default_rng(1).normal(size=(x.shape[0], *plain_model.output_shape[1:]))
-        y = y.astype("float32")
-        x_plain = x.reshape(*x.shape[: 1 + rank], -1)
-        cases = {"group layer": (group_model, x), "expanded weight": (expanded, x)}
-        cases["plain layer"] = (plain_model, x_plain)
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        for model, inputs in cases.values():
-            for _ in range(3):
-                model.train_on_batch(inputs, y)
-        for repeat in range(repeats):
-            names = list(cases) if repeat % 2 == 0 else list(cases)[::-1]
-            for name in names:
-                model, inputs = cases[name]
-                start = time.perf_counter()
-                for _ in range(5):
-                    model.train_on_batch(inputs, y)
-                times[name].append(time.perf_counter() - start)
-        ratios = {
-            name: statistics.median(
-                [t / p for t, p in zip(times[name], times["plain layer"], strict=True)]
-            )
-            for name in ("group layer", "expanded weight")
-        }
-        figures = ", ".join(f"{name} {ratio:.3f}" for name, ratio in ratios.items())
-        kind = "lifting" if lifting else "group"
-        print(
-            f"{keras.backend.backend()} {group} {kind} {padding} s{stride} train step x5, "
-            f"ratio to the plain layer: {figures}",
-            flush=True,
-        )
-
-
-def _expanded_weight_class(rank: int) -> type:
-    """A group convolution whose kernel is a weight of the transformed kernel's shape
-    (`expansion_share`): the same convolution, bias and reshapes, and no expansion."""
-    from groco_core.layers import conv
-
-    base = {2: conv.GroupConv2D, 3: conv.GroupConv3D}[rank]
-
-    class ExpandedWeight(base):
-        def _add_kernel_and_bias(self) -> None:
-            group_size = 1 if self.lifting else self.group.order
-            inputs = group_size * self.in_channels
-            outputs = len(self._output_elements) * self.filters
-            shape = (*self.kernel_size, inputs, outputs)
-            conv.add_kernel_and_bias(self, shape, (self.filters,))
-            self.built = True
-
-        def transformed_kernel(self):
-            return keras.ops.convert_to_tensor(self.kernel)
-
-    return ExpandedWeight
 
 
 def main() -> None:
