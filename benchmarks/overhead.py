@@ -14,9 +14,12 @@ models are trained side by side in one process (steps
 interleaved, alternating which goes first; each timing runs `--steps` steps, more where they
 take less than `--min-timing-ms` in all); the ratio reported is the median over repeats of
 each repeat's group / plain ratio (the two times of a repeat are taken back to back, so a
-change in machine load between repeats cancels out of it), with its quartiles and the two
-median step times; likewise for the time to build the layer (its kernel tables are cached on
-the group after the first build, as in any model with several layers on one group).
+change in machine load between repeats cancels out of it), with its quartiles, a 95%
+interval for the median (`median_interval`) and the two median step times; likewise for the
+time to build the layer (its kernel tables are cached on the group after the first build, as
+in any model with several layers on one group). With `--max-repeats`, a row whose interval
+still contains `--goal` after `--repeats` repeats gets more, two at a time, until it does
+not or `--max-repeats` are done.
 
 Rows: each group × padding × input (`--inputs group lifting`: a signal on the group, or an
 image with 16 (3D: 4) channels against the plain layer on the same image) × stride
@@ -24,9 +27,10 @@ image with 16 (3D: 4) channels against the plain layer on the same image) × str
 train inference`: `train_on_batch` / `predict_on_batch`). The default is the group-input
 train-step rows at stride 1.
 
-Run: `KERAS_BACKEND=jax python benchmarks/overhead.py [--repeats 15] [--steps 5]
-[--min-timing-ms 30] [--groups P4 P4M O Oh] [--paddings valid_equiv same_equiv]
-[--inputs group lifting] [--strides 1 2] [--modes train inference] [--json]`
+Run: `KERAS_BACKEND=jax python benchmarks/overhead.py [--repeats 15] [--max-repeats 45]
+[--goal 1.03] [--steps 5] [--min-timing-ms 30] [--groups P4 P4M O Oh]
+[--paddings valid_equiv same_equiv] [--inputs group lifting] [--strides 1 2]
+[--modes train inference] [--floor] [--json]`
 """
 
 from __future__ import annotations
@@ -215,12 +219,14 @@ def step_ratio(
     stride: int = 1,
     mode: str = "train",
     floor: bool = False,
+    max_repeats: int = 0,
+    goal: float | None = None,
 ) -> dict:
     """Median step time of the group layer over the plain layer's, measured interleaved.
 
     `mode="train"`: `train_on_batch`; `mode="inference"`: `predict_on_batch`. `floor`: also
     time the same layer with a weight of its expanded kernel's shape (`expanded_weight_class`)
-    in the same repeats, reported as `floor_ratio`.
+    in the same repeats, reported as `floor_ratio`. `max_repeats`, `goal`: see `_interleaved`.
     """
     group_model, plain_model, x = _models(group_name, padding, lifting, stride)
     rank = SHAPES[group_name].rank
@@ -229,7 +235,9 @@ def step_ratio(
     if floor:
         layer_class = expanded_weight_class(rank)
         floor_model = _models(group_name, padding, lifting, stride, layer_class)[0]
-    result = _interleaved(group_model, plain_model, x, rank, repeats, steps, mode, floor_model)
+    result = _interleaved(
+        group_model, plain_model, x, rank, repeats, steps, mode, floor_model, max_repeats, goal
+    )
     return {
         "row": f"GroupConv{rank}D {group_name} {kind} {padding} s{stride} {mode}",
         "group": group_name,
@@ -241,7 +249,14 @@ def step_ratio(
     }
 
 
-def layer_ratio(name: str, repeats: int, steps: int, mode: str) -> dict:
+def layer_ratio(
+    name: str,
+    repeats: int,
+    steps: int,
+    mode: str,
+    max_repeats: int = 0,
+    goal: float | None = None,
+) -> dict:
     """`step_ratio` for one of `LAYER_ROWS`."""
     row = LAYER_ROWS[name]
     models = []
@@ -254,7 +269,7 @@ def layer_ratio(name: str, repeats: int, steps: int, mode: str) -> dict:
         models.append(model)
     x = np.random.default_rng(0).normal(size=(32, *row.group_shape)).astype("float32")
     rank = len(row.plain_shape) - 1
-    result = _interleaved(*models, x, rank, repeats, steps, mode)
+    result = _interleaved(*models, x, rank, repeats, steps, mode, None, max_repeats, goal)
     return {
         "row": f"{name} {mode}",
         "group": row.group,
@@ -267,8 +282,8 @@ def layer_ratio(name: str, repeats: int, steps: int, mode: str) -> dict:
 
 
 def _spread(result: dict) -> str:
-    low, high = result["ratio_quartiles"]
-    return f"[{low:.3f}–{high:.3f}]"
+    low, high = result["ratio_interval"]
+    return f"[95% interval of the median {low:.3f}–{high:.3f}, {result['repeats']} repeats]"
 
 
 def _interleaved(
@@ -280,10 +295,17 @@ def _interleaved(
     steps: int,
     mode: str,
     floor_model: keras.Model | None = None,
+    max_repeats: int = 0,
+    goal: float | None = None,
 ) -> dict:
     """Median step times of the two models, steps interleaved; the plain model gets the
     same numbers with the group axis merged into the channels. A `floor_model` (the group
-    model's input and output) is timed in the same repeats, as a third."""
+    model's input and output) is timed in the same repeats, as a third.
+
+    After `repeats` repeats, while the 95% interval of the ratio's median
+    (`median_interval`) contains `goal`, two more are run, up to `max_repeats`: a row near
+    the goal gets the repeats it needs to be told from it, and every repeat counts in the
+    result. The rule is the same on either side of the goal, so it favours neither verdict."""
     batch = x.shape[0]
     y_group = np.random.default_rng(1).normal(size=(batch, *group_model.output_shape[1:]))
     y_group = y_group.astype("float32")
@@ -306,17 +328,30 @@ def _interleaved(
     shortest = min(_time_steps(step, 1) for step in stepping)
     steps = min(max(steps, math.ceil(MIN_TIMING_S / max(shortest, 1e-6))), MAX_STEPS)
     times: list[list[float]] = [[] for _ in stepping]
-    for repeat in range(repeats):
-        # Alternate the order so drifts in machine load hit each alike.
-        order = list(zip(stepping, times, strict=True))
-        for step, timings in order if repeat % 2 == 0 else order[::-1]:
-            timings.append(_time_steps(step, steps))
+
+    def undecided() -> bool:
+        """Whether the interval of the group ratio's median still holds the goal."""
+        if goal is None:
+            return False
+        low, high = median_interval([g / p for g, p in zip(times[0], times[1], strict=True)])
+        return low <= goal <= high
+
+    repeat = 0
+    while repeat < repeats or (repeat < max(max_repeats, repeats) and undecided()):
+        # Alternate the order so drifts in machine load hit each alike; repeats past
+        # `repeats` come in pairs, one of each order.
+        for _ in range(1 if repeat < repeats else 2):
+            order = list(zip(stepping, times, strict=True))
+            for step, timings in order if repeat % 2 == 0 else order[::-1]:
+                timings.append(_time_steps(step, steps))
+            repeat += 1
     group_times, plain_times = times[0], times[1]
     result = {
         **_ratio(group_times, plain_times),
         "group_ms": 1e3 * statistics.median(group_times),
         "plain_ms": 1e3 * statistics.median(plain_times),
         "steps": steps,
+        "repeats": len(group_times),
     }
     if floor_model is not None:
         floor = _ratio(times[2], plain_times)
@@ -332,7 +367,29 @@ def _ratio(times: list[float], plain_times: list[float]) -> dict:
     moves both alike, cancels out of it."""
     ratios = sorted(t / p for t, p in zip(times, plain_times, strict=True))
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    return {"ratio": statistics.median(ratios), "ratio_quartiles": (quartiles[0], quartiles[2])}
+    return {
+        "ratio": statistics.median(ratios),
+        "ratio_quartiles": (quartiles[0], quartiles[2]),
+        "ratio_interval": median_interval(ratios),
+    }
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of the population `values` are drawn
+    from: the `k`-th smallest and the `k`-th largest value, `k` the largest whose interval
+    covers the median with at least `confidence` (a value falls below the median with
+    probability one half, so the count below is binomial). Too few values for that give
+    their whole range (at 5 values it covers the median with 94% probability, at 9 the
+    interval is the 2nd to 8th value, 96%; at 27 the 8th to 20th, 98%)."""
+    ordered, n = sorted(values), len(values)
+    below = 0.0  # P(count below the median < k), for k = 1, 2, …
+    k = 1
+    for candidate in range(1, n // 2 + 1):
+        below += math.comb(n, candidate - 1) / 2**n
+        if 1 - 2 * below < confidence:
+            break
+        k = candidate
+    return ordered[k - 1], ordered[n - k]
 
 
 def expanded_weight_class(rank: int) -> type:
@@ -387,6 +444,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=5, help="at least this many per timing")
     parser.add_argument(
+        "--max-repeats",
+        type=int,
+        default=0,
+        help="more repeats, up to this many, while a row's 95%% interval contains --goal",
+    )
+    parser.add_argument("--goal", type=float, default=1.03, help="the ratio --max-repeats tests")
+    parser.add_argument(
         "--min-timing-ms",
         type=float,
         default=1e3 * MIN_TIMING_S,
@@ -420,7 +484,7 @@ def main() -> None:
     results = []
     layers = list(LAYER_ROWS) if "all" in args.layers else args.layers
     for name, mode in itertools.product(layers, args.modes):
-        result = layer_ratio(name, args.repeats, args.steps, mode)
+        result = layer_ratio(name, args.repeats, args.steps, mode, args.max_repeats, args.goal)
         result["backend"] = keras.backend.backend()
         results.append(result)
         if not args.json:
@@ -438,7 +502,7 @@ def main() -> None:
         ):
             result = step_ratio(
                 name, padding, args.repeats, args.steps, kind == "lifting", stride, mode,
-                args.floor,
+                args.floor, args.max_repeats, args.goal,
             )  # fmt: skip
             result.update(builds)
             result["backend"] = keras.backend.backend()
