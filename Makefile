@@ -53,7 +53,7 @@ lint: $(VENV)/.test-deps
 	$(VENV)/bin/ruff check groco_core plugins tests benchmarks examples
 
 # Overhead over plain Keras layers, export, build times, separable, memory, on every backend:
-# writes benchmarks/RESULTS.md (about ten minutes on two cores; BENCH_ARGS=--quick for fewer rows).
+# writes benchmarks/RESULTS.md (about half an hour on two cores; BENCH_ARGS=--quick for fewer rows).
 bench: $(VENV)/.test-deps
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 

@@ -17,7 +17,7 @@ and ≤ 100 ms for an Oh layer, separable ≥ 3× faster per train step than ful
 at 5×5. Each is shown with pass / miss.
 
 Run: `python benchmarks/bench.py [--quick] [--backends jax tensorflow torch]
-[--out benchmarks/RESULTS.md]` (the default run takes about ten minutes on two cores;
+[--out benchmarks/RESULTS.md]` (the default run takes about half an hour on two cores;
 `--quick` about three).
 """
 
@@ -255,9 +255,9 @@ def _overhead_summary(rows: list[dict]) -> str:
 
     return (
         f"{len(passed)} of {len(rows)} rows within the goal. Within noise (the 95% interval "
-        f"of the median contains {OVERHEAD_GOAL}): {noisy(passed)} of the passes and "
-        f"{noisy(missed)} of the {len(missed)} misses; the other {len(missed) - noisy(missed)} "
-        "misses lie above the goal with their whole interval."
+        f"of the median contains {OVERHEAD_GOAL}): {noisy(passed)} passes, {noisy(missed)} "
+        f"misses. Misses with their whole interval above the goal: "
+        f"{len(missed) - noisy(missed)}."
     )
 
 
