@@ -143,12 +143,17 @@ def _more_repeats(settings: Settings) -> str:
     )
 
 
-def overhead_verdict(row: dict) -> str:
-    """pass / **miss** by the median ratio, "within noise" where the 95% interval of the
-    median contains the goal (another run could give the other verdict)."""
+def _within_noise(row: dict) -> bool:
+    """Whether the 95% interval of an overhead row's median contains the goal: another run
+    could give the other verdict."""
     low, high = row["ratio_interval"]
+    return low <= OVERHEAD_GOAL <= high
+
+
+def _overhead_verdict(row: dict) -> str:
+    """pass / **miss** by the median ratio, marked "within noise" (`_within_noise`)."""
     verdict = _verdict(row["ratio"] <= OVERHEAD_GOAL)
-    return f"{verdict}, within noise" if low <= OVERHEAD_GOAL <= high else verdict
+    return f"{verdict}, within noise" if _within_noise(row) else verdict
 
 
 def _json_output(command: list[str], backend: str) -> object:
@@ -249,9 +254,7 @@ def _overhead_summary(rows: list[dict]) -> str:
     missed = [row for row in rows if row["ratio"] > OVERHEAD_GOAL]
 
     def noisy(some: list[dict]) -> int:
-        return sum(
-            row["ratio_interval"][0] <= OVERHEAD_GOAL <= row["ratio_interval"][1] for row in some
-        )
+        return sum(map(_within_noise, some))
 
     return (
         f"{len(passed)} of {len(rows)} rows within the goal. Within noise (the 95% interval "
@@ -288,8 +291,7 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         f"- repeats: {settings.repeats} interleaved repeats of {settings.steps} step(s) per "
         f"overhead row{_more_steps(settings)}{_more_repeats(settings)}; export: "
         f"{settings.export_repeats} repeats of 5 calls on each of 5 pairs of networks; "
-        "ratios: the median "
-        "of the per-repeat ratios; medians throughout",
+        "ratios: the median of the per-repeat ratios; medians throughout",
         f"- command: `{command}`",
         "- escnn comparison: [RESULTS-peers.md](RESULTS-peers.md) (`make bench-peers`)",
         "",
@@ -310,7 +312,7 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
             lines.append(
                 f"| {row['row']} | {row['group_ms']:.2f} | {row['plain_ms']:.2f} | "
                 f"{row['ratio']:.3f} | {low:.3f}–{high:.3f} | {row['repeats']} | {floor} | "
-                f"{overhead_verdict(row)} |"
+                f"{_overhead_verdict(row)} |"
             )
         lines += ["", "### Build time of one layer", ""]
         lines += ["| group | GroCo ms | plain ms | goal | |", "|---|---|---|---|---|"]
