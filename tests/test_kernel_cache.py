@@ -173,6 +173,30 @@ def test_tensorflow_predict_serves_the_kept_kernel_until_a_weight_changes():
     np.testing.assert_allclose(model.predict_on_batch(x), _fresh_output(model, x), atol=1e-5)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's kept kernel lives in its graph")
+@pytest.mark.parametrize("start", [0.0, -0.0])
+def test_tensorflow_kernel_of_zeros_at_the_first_call(start):
+    """The kept bits start as those of +0.0 and the kept kernel as the expansion of zeros: a
+    layer whose kernel is +0.0 at its first call is served that start, which is right; one
+    whose kernel is -0.0 (other bits) is expanded anew; a later change is seen."""
+    layer = GroupConv2D(3, 3, group="P4", padding="same_equiv", kernel_initializer="zeros")
+    x = np.random.default_rng(6).normal(size=(2, 6, 6, 4, 2)).astype("float32")
+    layer.build(x.shape)
+    layer.bias.assign(np.arange(3, dtype="float32") + 1.0)
+    layer.kernel.assign(np.full(layer.kernel.shape, start, "float32"))
+    model_input = keras.Input(x.shape[1:])
+    model = keras.Model(model_input, layer(model_input))
+    first = model.predict_on_batch(x)
+    np.testing.assert_allclose(first, np.broadcast_to([1.0, 2.0, 3.0], first.shape))
+    kept = _kept_tensorflow_kernel(layer).numpy()
+    np.testing.assert_array_equal(kept, 0.0)
+    np.testing.assert_array_equal(np.signbit(kept), np.signbit(start))
+    layer.kernel.assign(np.random.default_rng(7).normal(size=layer.kernel.shape))
+    second = model.predict_on_batch(x)
+    assert not np.allclose(second, first)
+    np.testing.assert_allclose(second, _fresh_output(model, x), rtol=1e-5, atol=1e-5)
+
+
 def _weight_gradients(model: keras.Model, x: np.ndarray, training: bool, compiled: bool):
     """The gradient of `Σ output²` with respect to the model's weights, through a call with
     `training` (on TensorFlow in a `tf.function` where `compiled`), read from variables the

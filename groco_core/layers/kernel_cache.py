@@ -14,8 +14,8 @@ weight is unchanged:
 - TensorFlow, in inference (the call's `training` is False, as in `predict`; Keras passes
   it to every layer whose `call` accepts `training`), outside a distribution strategy, for
   kernels whose expansion costs more than the check (`TF_CACHE_MIN_PIECES`): in the graph
-  itself. Variables outside the layer's weights hold the weights' values the expansion was
-  last made from and that expansion; each call compares the weights' bits with the kept
+  itself. Variables outside the layer's weights hold the bits of the weights the expansion
+  was last made from and that expansion; each call compares the weights' bits with the kept
   ones (a read of the small kernel) and expands only when they differ, so any way of
   changing a weight is seen. The kept kernel carries the expansion's gradient, so a
   gradient taken through an inference call is still right.
@@ -79,10 +79,22 @@ def _weights_key(variables: list[Any]) -> tuple | None:
 TF_CACHE_MIN_PIECES = 2**15
 
 
+def _bits(x: Any) -> Any:
+    """`x`'s bits as integers of its width: equal bits are equal values, and a flipped sign
+    of zero or another NaN payload counts as a change."""
+    import tensorflow as tf
+
+    return tf.bitcast(x, {2: tf.int16, 4: tf.int32, 8: tf.int64}[x.dtype.size])
+
+
 def _tensorflow_cached(layer: keras.layers.Layer, training: Any) -> Any:
     """TensorFlow inference: the transformed kernel kept in variables, re-expanded in the
     graph when the bits of its source weights differ from the kept ones; None where no
-    cache is used (training, or a distribution strategy, whose replicas would each write)."""
+    cache is used (training, or a distribution strategy, whose replicas would each write).
+
+    The kept bits start as those of zeros and the kept kernel as the expansion of zero
+    weights, computed when the call is traced, so the two always agree: each call costs
+    one comparison per source weight and a conditional, with no flag to read."""
     import tensorflow as tf
 
     if training is not False or tf.distribute.has_strategy():
@@ -94,31 +106,30 @@ def _tensorflow_cached(layer: keras.layers.Layer, training: Any) -> Any:
     caches = layer.__dict__.setdefault("_groco_tf_kernel_cache", {})
     key = tuple(source.dtype.name for source in sources)
     if key not in caches:
-        # The expansion's shape, from a trace that is never run; the variables start empty
-        # (nothing is read here: inside a `keras.StatelessScope` the values belong to the
-        # graph being traced).
+        # The expansion's shape, from a trace that is never run (nothing is read here:
+        # inside a `keras.StatelessScope` the values belong to the graph being traced).
         spec = tf.function(layer.transformed_kernel).get_concrete_function().structured_outputs
         caches[key] = None
         if spec.shape.num_elements() // getattr(layer, "filters", 1) >= TF_CACHE_MIN_PIECES:
-            with tf.init_scope():  # made once, outside any graph being traced
-                kept = [tf.Variable(tf.zeros(s.shape, s.dtype), trainable=False) for s in sources]
-                expanded = tf.Variable(tf.zeros(spec.shape, spec.dtype), trainable=False)
-                caches[key] = (kept, expanded, tf.Variable(False, trainable=False))
+            with tf.init_scope():  # made once, eagerly, outside any graph being traced
+                zeros = [tf.zeros(s.shape, s.dtype) for s in sources]
+                kept = [tf.Variable(_bits(z), trainable=False) for z in zeros]
+                mapping = [(v, tf.zeros(v.shape, v.dtype)) for v in variables]
+                with keras.StatelessScope(state_mapping=mapping):
+                    start = tf.cast(layer.transformed_kernel(), spec.dtype)
+                expanded = tf.Variable(start, trainable=False)
+                caches[key] = (kept, expanded)
     if caches[key] is None:
         return None
-    kept, expanded, filled = caches[key]
-
-    def bits(x: Any) -> Any:
-        return tf.bitcast(x, {2: tf.int16, 4: tf.int32, 8: tf.int64}[x.dtype.size])
+    kept, expanded = caches[key]
 
     pairs = list(zip(sources, kept, strict=True))
-    same = [tf.reduce_all(tf.equal(bits(s), bits(k.value()))) for s, k in pairs]
-    unchanged = tf.reduce_all([filled.value(), *same])
+    same = [tf.reduce_all(tf.equal(_bits(s), k.value())) for s, k in pairs]
+    unchanged = same[0] if len(same) == 1 else tf.reduce_all(same)
 
     def expand() -> Any:
         kernel = layer.transformed_kernel()
-        writes = [expanded.assign(kernel), filled.assign(True)]
-        writes += [k.assign(s) for s, k in pairs]
+        writes = [expanded.assign(kernel), *(k.assign(_bits(s)) for s, k in pairs)]
         with tf.control_dependencies(writes):
             return tf.identity(kernel)
 
