@@ -1,10 +1,14 @@
 """Fuzzing: random layer configurations are either exactly equivariant or refused clearly.
 
 Hypothesis draws a group (the line, the square, hexagonal and cubic lattices), a layer kind,
-kernel size, strides, dilation, padding, input size, data format and subgroup. On the
-hexagonal lattice the input size is odd (the group maps the grid of an even-sized array off
-itself) and the input is zero outside the inscribed hexagon, which the group maps onto
-itself; outputs are compared inside their own hexagon. Each configuration must either
+kernel size, strides, dilation, padding, input size (the same along every axis, or one per
+axis), data format and subgroup, and the options of some kinds: feature `groups` and the
+number of filters of a group convolution, `depth_multiplier` and `formulation` of the
+depthwise and separable layers, the separable layers' `order`, global max or average pooling,
+batch normalization by the moving or the batch's own statistics. On the hexagonal lattice
+the input size is odd and the same along both axes (the group maps the grid of an even-sized
+array off itself) and the input is zero outside the inscribed hexagon, which the group maps
+onto itself; outputs are compared inside their own hexagon. Each configuration must either
 (a) be refused at construction or on its first call with a `ValueError` / `TypeError` whose
 message names what is wrong, or (b) run and be equivariant to float32 round-off under every
 element of the group its output lives on, checked with the transforms written in
@@ -18,11 +22,13 @@ from __future__ import annotations
 
 import os
 
+import groco_separable
 import keras
 import numpy as np
 import pytest
-from groco_separable import DepthwiseGroupConv2D, SeparableGroupConv2D
-from hypothesis import HealthCheck, given, settings
+from groco_separable.depthwise import FORMULATIONS
+from groco_separable.separable import ORDERS
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from transforms import hexagon_mask, max_equivariance_error
 
@@ -68,6 +74,12 @@ NAMED = (
     "input",
     "data_format",
     "output_padding",
+    "filters",
+    "groups",
+    "fields",
+    "depth_multiplier",
+    "formulation",
+    "order",
 )
 
 
@@ -83,7 +95,7 @@ def configurations(draw, lattices: tuple[str, ...] = LATTICES):
     kind = draw(st.sampled_from(KINDS))
     dimensions = sorted({g.dimension for g in list_groups() if g.lattice in lattices})
     if kind in ("depthwise", "separable"):
-        dimensions = [2]
+        dimensions = [d for d in dimensions if d in (2, 3)]
     dimension = draw(st.sampled_from(dimensions))
     group = get_group(draw(st.sampled_from(_groups(dimension, lattices))))
     subgroups = sorted(name for name in group.subgroups if get_group(name).lattice == group.lattice)
@@ -92,17 +104,33 @@ def configurations(draw, lattices: tuple[str, ...] = LATTICES):
     size = draw(st.integers(1, biggest))
     if group.lattice == "hexagonal" and size % 2 == 0:
         size += 1
+    sizes = (size,) * dimension
+    if group.lattice != "hexagonal" and dimension > 1 and draw(st.booleans()):
+        sizes = tuple(
+            draw(st.lists(st.integers(1, biggest), min_size=dimension, max_size=dimension))
+        )
+    formulations = FORMULATIONS
+    if dimension == 3:
+        formulations = formulations[1:]  # `depthwise_conv` exists for 1 and 2 spatial axes
     return {
         "kind": kind,
         "group": group.name,
         "subgroup": subgroup,
         "size": size,
+        "sizes": sizes,
         "kernel": draw(st.integers(1, 4)),
         "strides": draw(st.integers(1, 3)),
         "dilation": draw(st.sampled_from((1, 1, 2))),
         "padding": draw(st.sampled_from(("valid_equiv", "same_equiv", "valid", "same"))),
         "channels_first": draw(st.booleans()),
         "output_padding": draw(st.sampled_from((None, 0, 1))),
+        "filters": draw(st.sampled_from((3, 4))),
+        "groups": draw(st.sampled_from((1, 1, 2))),
+        "depth_multiplier": draw(st.sampled_from((1, 2))),
+        "formulation": draw(st.sampled_from((None, *formulations))),
+        "order": draw(st.sampled_from(ORDERS)),
+        "average": draw(st.booleans()),
+        "training": draw(st.booleans()),
     }
 
 
@@ -122,10 +150,12 @@ def _layer(config: dict):
     if config["dilation"] > 1:
         conv["dilation_rate"] = config["dilation"]
     if kind in ("lifting_conv", "group_conv"):
-        layer = getattr(groco_core, f"GroupConv{rank}D")(3, **conv)
+        groups = config.get("groups", 1)
+        layer = getattr(groco_core, f"GroupConv{rank}D")(
+            config.get("filters", 3), groups=groups, **conv
+        )
         return layer, kind == "group_conv", group, subgroup or group
     if kind == "transposed":
-        conv.pop("dilation_rate", None)
         if config["output_padding"] is not None:
             conv["output_padding"] = config["output_padding"]
         layer = getattr(groco_core, f"GroupConv{rank}DTranspose")(3, **conv)
@@ -142,27 +172,40 @@ def _layer(config: dict):
         )
         return layer, True, group, subgroup or group
     if kind == "global_pooling":
-        layer = getattr(groco_core, f"GlobalGroupMaxPooling{rank}D")(
+        mode = "Average" if config.get("average") else "Max"
+        layer = getattr(groco_core, f"GlobalGroup{mode}Pooling{rank}D")(
             data_format=data_format, group=group
         )
         return layer, True, group, None
     if kind == "batch_norm":
         axis = 1 if config["channels_first"] else -1
-        return groco_core.GroupBatchNormalization(axis=axis, group=group), True, group, group
+        norm = groco_core.GroupBatchNormalization(axis=axis, group=group)
+        if config.get("training"):  # normalized by the batch's own statistics
+
+            def norm_training(inputs):
+                return norm(inputs, training=True)
+
+            return norm_training, True, group, group
+        return norm, True, group, group
     if kind == "dense":
         dense = groco_core.GroupDense(3, group=group, subgroup=subgroup)
         return dense, True, group, subgroup or group
     if kind == "reduce":
         reduce = groco_core.GroupReduce(group, subgroup or group, data_format=data_format)
         return reduce, True, group, subgroup or group
-    layer_class = DepthwiseGroupConv2D if kind == "depthwise" else SeparableGroupConv2D
-    args = () if kind == "depthwise" else (3,)
-    return layer_class(*args, **conv), config["size"] % 2 == 0, group, subgroup or group
+    conv["depth_multiplier"] = config.get("depth_multiplier", 1)
+    conv["formulation"] = config.get("formulation")
+    if kind == "depthwise":
+        layer = getattr(groco_separable, f"DepthwiseGroupConv{rank}D")(**conv)
+    else:
+        conv["order"] = config.get("order", "depthwise_first")
+        layer = getattr(groco_separable, f"SeparableGroupConv{rank}D")(3, **conv)
+    return layer, config["size"] % 2 == 0, group, subgroup or group
 
 
 def _input(config: dict, on_group: bool, input_group: str, rng) -> np.ndarray:
     rank = get_group(config["group"]).dimension
-    spatial = (config["size"],) * rank
+    spatial = tuple(config.get("sizes", (config["size"],) * rank))
     order = (get_group(input_group).order,) if on_group else ()
     channels = 2
     if config["kind"] == "dense":
@@ -219,14 +262,20 @@ def _check(config: dict) -> str:
 
 @given(configurations())
 def test_every_configuration_is_equivariant_or_refused(config):
-    assert _check(config) in ("equivariant", "refused")
+    outcome = _check(config)
+    assert outcome in ("equivariant", "refused")
+    event(f"{config['kind']}: {outcome}")  # `--hypothesis-show-statistics` counts them
+    if len(set(config["sizes"])) > 1:
+        event(f"unequal sizes: {outcome}")
 
 
 @given(configurations(lattices=("hexagonal",)))
 def test_every_hexagonal_configuration_is_equivariant_or_refused(config):
     # The hexagonal groups of the example plugin (groco-hexagonal, installed by `make
     # install`), drawn on their own so that every run covers them.
-    assert _check(config) in ("equivariant", "refused")
+    outcome = _check(config)
+    assert outcome in ("equivariant", "refused")
+    event(f"{config['kind']}: {outcome}")
 
 
 def test_fuzzing_reaches_both_outcomes():
@@ -265,4 +314,25 @@ def test_regression_hexagonal_output_without_a_centre_point_is_refused(rng):
     x = rng.normal(size=(1, 5, 5, 2)).astype("float32") * hexagon_mask(5)[None, :, :, None]
     group = get_group("P6M")
     error = max_equivariance_error(layer, x, group.matrices, None, group.matrices, hexagonal=True)
+    assert error < 1e-5
+
+
+def test_regression_3d_average_pooling_same_with_a_window_longer_than_the_volume(rng):
+    # Found by the fuzzer: on PyTorch, Keras hands `avg_pool3d` the `same` padding and
+    # `avg_pool3d` refused a window longer than the unpadded volume (a backend stack trace);
+    # `keras.layers.AveragePooling3D` fails the same way there. The layer pads and divides
+    # itself in that case; on every backend it is the mean over the window's points inside
+    # the volume, here computed by loops, and equivariant under O.
+    layer = groco_core.GroupAveragePooling3D(pool_size=3, strides=1, padding="same", group="O")
+    x = rng.normal(size=(1, 2, 2, 2, 24, 2)).astype("float32")
+    y = keras.ops.convert_to_numpy(layer(x))
+    expected = np.zeros_like(x)
+    for i, j, k in np.ndindex(2, 2, 2):
+        window = x[:, max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2, max(k - 1, 0) : k + 2]
+        expected[:, i, j, k] = window.mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    group = get_group("O")
+    error = max_equivariance_error(
+        layer, x, group.matrices, group.matrices, group.matrices, spatial_dims=3
+    )
     assert error < 1e-5

@@ -34,6 +34,25 @@ from groco_core.registry import get_group
 _MODES = ("max", "average")
 
 
+def average_pool_same_by_padding(x: Any, pool_size: tuple, strides: tuple, spatial: tuple) -> Any:
+    """`ops.average_pool(x, pool_size, strides, "same")` on channels-last `x` of known
+    `spatial` size, computed as a `"valid"` average of `x` zero-padded as Keras pads for
+    `"same"`, divided by the same average of the padded ones: the mean over the window's
+    points inside the input, as Keras's `"same"` average (which leaves the padding out of
+    the count)."""
+    paddings = [
+        arguments.keras_padding(int(n), p, s, "same")
+        for n, p, s in zip(spatial, pool_size, strides, strict=True)
+    ]
+
+    def pooled(t: Any) -> Any:
+        padded = ops.pad(t, [(0, 0), *paddings, (0, 0)])
+        return ops.average_pool(padded, pool_size, strides, "valid", "channels_last")
+
+    ones = ops.ones((1, *(int(n) for n in spatial), 1), dtype=x.dtype)
+    return ops.divide(pooled(x), pooled(ones))
+
+
 class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
     """Rank-generic group pooling; `GroupMaxPooling1D/2D/3D` and
     `GroupAveragePooling1D/2D/3D` only fix `rank` and `mode`.
@@ -205,6 +224,21 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
     def _keras_padding(self) -> str:
         return "same" if self.padding == "same" else "valid"
 
+    def _torch_window_over_volume(self, spatial: tuple) -> bool:
+        """Whether this is a 3D average pooling with Keras's `"same"` on PyTorch whose window
+        is longer than the volume along an axis: Keras hands PyTorch's `avg_pool3d` the
+        padding, and `avg_pool3d` compares the window with the unpadded volume and raises
+        ("input image ... smaller than kernel size"; `keras.layers.AveragePooling3D` fails
+        the same way). `call` then pads and divides itself (`average_pool_same_by_padding`).
+        """
+        return (
+            self.rank == 3
+            and self.mode == "average"
+            and self.padding == "same"
+            and keras.backend.backend() == "torch"
+            and any(n is not None and n < p for n, p in zip(spatial, self.pool_size, strict=True))
+        )
+
     def call(self, inputs: Any) -> Any:
         # Channels go last (TensorFlow's CPU pooling only supports channels_last) and the
         # group axis is merged into them, so one ordinary pooling does every element.
@@ -224,14 +258,17 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             # checked. Adding 0 · the checked padding makes the graph depend on that check.
             checked = self._runtime_paddings(x, self._paddings(spatial))
             x = ops.add(x, ops.cast(sum(b for b, _ in checked if b is not None) * 0, x.dtype))
-        pool = ops.max_pool if self.mode == "max" else ops.average_pool
-        x = pool(
-            x,
-            pool_size=self.pool_size,
-            strides=self.strides,
-            padding=self._keras_padding(),
-            data_format="channels_last",
-        )
+        if self._torch_window_over_volume(spatial):
+            x = average_pool_same_by_padding(x, self.pool_size, self.strides, spatial)
+        else:
+            pool = ops.max_pool if self.mode == "max" else ops.average_pool
+            x = pool(
+                x,
+                pool_size=self.pool_size,
+                strides=self.strides,
+                padding=self._keras_padding(),
+                data_format="channels_last",
+            )
         pooled = ops.shape(x)
         x = ops.reshape(x, (pooled[0], *pooled[1:-1], order, channels))
         if self.num_cosets > 1:
