@@ -236,7 +236,8 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             and self.mode == "average"
             and self.padding == "same"
             and keras.backend.backend() == "torch"
-            and any(n is not None and n < p for n, p in zip(spatial, self.pool_size, strict=True))
+            and None not in spatial
+            and any(n < p for n, p in zip(spatial, self.pool_size, strict=True))
         )
 
     def call(self, inputs: Any) -> Any:
