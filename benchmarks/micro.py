@@ -24,9 +24,10 @@ operation comes from here. The two ways run interleaved in one process; medians 
   between calls (`groco_core.layers.kernel_cache`) against expanded on every call, for
   transformed kernels of 18 432 to 995 328 entries (kept only from
   `TF_CACHE_MIN_PIECES` of them divided by the filters); the kernel transformation, forward
-  and with its gradient, as a gather of whole kernel rows and a transpose against one gather
-  of runs into the convolution's layout (`KernelGather.moved`), for 2D and 3D kernels of 4 to
-  64 fields.
+  and with its gradient, as `KernelGather.moved` runs it (`tf.gather_nd` of runs read as wide
+  entries) against the same runs with `tf.gather`, and a floor that moves as many values
+  (a multiply over the transformed kernel's size, and for the gradient a sum over the
+  output elements too), for 2D and 3D kernels of 4 to 64 fields.
 - jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
   times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
   and with vectors of 128 values (no tiling); the train step of a separable layer inside a
@@ -404,14 +405,15 @@ def tensorflow_cases(repeats: int) -> None:
 
 def _tf_expansion(repeats: int) -> None:
     """The kernel transformation of a group convolution, 20 calls per timing, forward and
-    forward with the kernel gradient, in a `tf.function`, each of the ways
-    `KernelGather.moved` has: a gather of whole kernel rows and a transpose into the
-    convolution's layout, one gather of runs straight into it, and as `moved` chooses."""
+    forward with the kernel gradient, in a `tf.function`: as `KernelGather.moved` runs it (one
+    `tf.gather_nd` of runs, read as wide entries where their length allows); the same runs
+    with `tf.gather`, the formulation before it; and a floor that moves as many values: one
+    multiply over the transformed kernel's size, and for the gradient a sum over the output
+    elements of an upstream of that size as well."""
     import numpy as np
     import tensorflow as tf
 
     from groco_core import GroupConv2D, GroupConv3D
-    from groco_core.layers import conv
 
     configurations = {
         "P4M lifting, 16 fields": (GroupConv2D, "P4M", 16, (28, 28, 16)),
@@ -425,56 +427,78 @@ def _tf_expansion(repeats: int) -> None:
         "Oh group, 4 fields": (GroupConv3D, "Oh", 4, (12, 12, 12, 48, 4)),
         "Oh group, 16 fields": (GroupConv3D, "Oh", 16, (12, 12, 12, 48, 16)),
     }
-    defaults = (conv.TF_SHORT_RUN, conv.TF_MAX_SHORT_RUNS)
-    ways = {
-        "whole rows and a transpose": (2**62, -1),
-        "one gather of runs": (0, 0),
-        "as chosen": defaults,
-    }
     for name, (layer_class, group, fields, shape) in configurations.items():
         layer = layer_class(fields, 3, group=group)
         layer.build((None, *shape))
         points = int(np.prod(layer.kernel_size))
-        rows = points * (1 if layer.lifting else layer.group.order)
+        kernel_rows = points * (1 if layer.lifting else layer.group.order)
+        transformed = layer.transformed_kernel()  # also prepares the gather's tables
+        elements = len(layer._output_elements)
+        rows, inverse = layer._kernel_gather._tensorflow_tables[(kernel_rows, layer.in_channels)]
         upstream = tf.constant(
-            np.random.default_rng(0).normal(size=layer.transformed_kernel().shape).astype("float32")
+            np.random.default_rng(0).normal(size=transformed.shape).astype("float32")
         )
+        stacked = tf.reshape(upstream, (elements, -1))
 
-        def expansion(way, layer=layer, rows=rows, upstream=upstream):
-            flat = tf.reshape(layer._kernel.value, (rows, layer.in_channels, layer.filters))
-            return tf.reshape(layer._kernel_gather.moved(flat, 1), upstream.shape)
+        def gather_v2(
+            layer=layer, rows=rows, inverse=inverse, shape=transformed.shape, fields=fields
+        ):
+            @tf.custom_gradient
+            def gather(table):
+                def gradient(up):
+                    up = tf.reshape(up, (rows.shape[0], fields))
+                    return tf.reduce_sum(tf.gather(up, inverse), axis=0)
 
+                return tf.gather(table, rows), gradient
+
+            table = tf.reshape(tf.identity(layer._kernel.value), (-1, fields))
+            return tf.reshape(gather(table), shape)
+
+        ways = {"as now (GatherNd)": layer.transformed_kernel, "GatherV2": gather_v2}
+        calls = {}
         for mode in ("forward", "forward and kernel gradient"):
-            calls, values = {}, []
+            values = []
             for way_name, way in ways.items():
-                conv.TF_SHORT_RUN, conv.TF_MAX_SHORT_RUNS = way
-
                 if mode == "forward":
 
                     @tf.function
                     def call(way=way):
-                        return expansion(way)
+                        return way()
                 else:
 
                     @tf.function
                     def call(way=way, layer=layer, upstream=upstream):
                         with tf.GradientTape() as tape:
-                            kernel = expansion(way)
+                            kernel = way()
                         # Both returned, so that neither is pruned from the graph.
                         return kernel, tape.gradient(kernel, layer._kernel, upstream)
 
                 values.append(np.concatenate([np.ravel(v) for v in tf.nest.flatten(call())]))
+                calls[way_name] = call
+            if mode == "forward":
 
-                def twenty(call=call):
+                @tf.function
+                def floor(upstream=upstream):
+                    return upstream * 2.0
+            else:
+
+                @tf.function
+                def floor(upstream=upstream, stacked=stacked):
+                    return upstream * 2.0, tf.reduce_sum(stacked, axis=0)
+
+            calls["floor"] = floor
+            np.testing.assert_allclose(values[1], values[0], rtol=1e-5, atol=1e-5)
+
+            def twenty(call):
+                def run():
                     for _ in range(20):
                         call()
 
-                calls[way_name] = twenty
-            conv.TF_SHORT_RUN, conv.TF_MAX_SHORT_RUNS = defaults
-            for value in values[1:]:
-                np.testing.assert_allclose(value, values[0], rtol=1e-5, atol=1e-5)
+                return run
+
             _report(
-                f"tensorflow kernel transformation, {mode}, {name}", _interleaved(calls, repeats)
+                f"tensorflow kernel transformation, {mode}, {name}",
+                _interleaved({way: twenty(call) for way, call in calls.items()}, repeats),
             )
 
 

@@ -335,5 +335,5 @@ def test_a_tensorflow_trace_of_a_lifting_row_shows_the_expansion(monkeypatch):
     assert list(result) == ["group", "plain"]
     for figures in result.values():
         assert 0 < figures["conv_start_us"] < figures["call_us"]
-    assert result["group"]["operations"]["GatherV2"][1] == 1.0
-    assert "GatherV2" not in result["plain"]["operations"]
+    assert result["group"]["operations"]["GatherNd"][1] == 1.0
+    assert "GatherNd" not in result["plain"]["operations"]

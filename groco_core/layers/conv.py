@@ -364,10 +364,9 @@ def torch_compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-# `KernelGather.moved` on TensorFlow gathers runs of fewer than `TF_SHORT_RUN` values one by
-# one only up to `TF_MAX_SHORT_RUNS` of them (see `KernelGather._tensorflow_moved`).
-TF_SHORT_RUN = 16
-TF_MAX_SHORT_RUNS = 2**14
+# `KernelGather` on TensorFlow reads kernel rows shorter than this many bytes as `int64`
+# entries (see `_tensorflow_run_gather`).
+TF_WIDE_ROW_BYTES = 32
 # `KernelGather.torch_output_major` takes transformed kernels of up to this many entries one
 # entry at a time (`torch.take`), larger ones by rows.
 TORCH_TAKE_MAX_ENTRIES = 2**16
@@ -490,20 +489,20 @@ class KernelGather:
         return gathered.view(*self.indices.shape[:1], fields, *self.indices.shape[1:], channels)
 
     def _tensorflow(self, flat: Any) -> Any:
+        """`__call__` on TensorFlow with permutation rows: one `_tensorflow_run_gather` of
+        whole kernel rows."""
         import tensorflow as tf
 
-        rows, inverse = self.inverse.shape[0], self.inverse
-
-        @tf.custom_gradient
-        def gather(kernel):
-            def gradient(upstream):
-                upstream = tf.reshape(upstream, (rows, inverse.shape[1], *kernel.shape[1:]))
-                per_element = tf.gather(upstream, inverse, axis=1, batch_dims=1)
-                return tf.reduce_sum(per_element, axis=0)
-
-            return tf.gather(kernel, self.indices, axis=0), gradient
-
-        return gather(tf.identity(flat))  # a variable is read outside the custom gradient
+        elements, n = self.inverse.shape
+        tail = tuple(flat.shape[1:])
+        prepared = self._tensorflow_tables.get("rows")
+        if prepared is None:
+            # Upstream row `h·n + i` is output `(h, i)`; kernel row `j` went to `inverse[h, j]`.
+            inverse = self.inverse + n * np.arange(elements, dtype="int32")[:, None]
+            prepared = (self.indices.reshape(-1), inverse)
+            self._tensorflow_tables["rows"] = prepared
+        gathered = _tensorflow_run_gather(tf.reshape(flat, (n, math.prod(tail))), *prepared)
+        return tf.reshape(gathered, (*self.indices.shape, *tail))
 
     def moved(self, flat: Any, lead: int) -> Any:
         """`flat` `(n, *D)` gathered with the element axis placed after the first `lead` axes
@@ -512,10 +511,10 @@ class KernelGather:
         its convolution takes (for a convolution `lead=1`: `(K[, |G|], C, |H|, F)`). Public
         for layer plugins.
 
-        On TensorFlow, where the rows are permutations, this is mostly one gather of runs of
+        On TensorFlow, where the rows are permutations, this is one gather of runs of
         `D[lead:]` values straight into that layout, with no transpose after it
-        (`_tensorflow_moved` says where not); elsewhere the gather and a transpose, which JAX
-        fuses into one loop (PyTorch's convolutions take `torch_output_major`).
+        (`_tensorflow_moved`); elsewhere the gather and a transpose, which JAX fuses into one
+        loop (PyTorch's convolutions take `torch_output_major`).
         """
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
         if keras.backend.backend() == "tensorflow" and self.permutes(flat.shape[0]):
@@ -523,33 +522,17 @@ class KernelGather:
         return ops.moveaxis(self(flat), 0, self.indices.ndim - 1 + lead)
 
     def _tensorflow_moved(self, flat: Any, lead: int) -> Any:
-        """`moved` on TensorFlow with permutation rows, one of two ways:
-
-        - Runs: the table is `flat` as runs of `D[lead:]`'s values, one per kernel row and
-          `D[:lead]` entry, and output run `(i, d, h)` is table run
-          `indices[h, i]·|D[:lead]| + d`: one gather. Its gradient gathers the upstream's
-          runs back with the inverse permutations and sums over the elements.
-        - Whole rows, where the runs are short (fewer than `TF_SHORT_RUN` values) and many
-          (more than `TF_MAX_SHORT_RUNS`): `__call__`'s gather of whole kernel rows and a
-          transpose, and for the gradient the transpose back and `__call__`'s gradient.
-          TensorFlow moves many short runs one by one more slowly than it transposes them.
-
-        `KERAS_BACKEND=tensorflow python benchmarks/micro.py --only tf_expansion` times both
-        ways and the choice, per case.
-        """
+        """`moved` on TensorFlow with permutation rows: the table is `flat` as runs of
+        `D[lead:]`'s values, one per kernel row and `D[:lead]` entry, and output run
+        `(i, d, h)` is table run `indices[h, i]·|D[:lead]| + d`: one `_tensorflow_run_gather`
+        straight into the layout, with no transpose. Its gradient gathers the upstream's runs
+        back with the inverse permutations and sums over the elements."""
         import tensorflow as tf
 
         elements, n = self.indices.shape[0], flat.shape[0]
         lead_shape, tail_shape = tuple(flat.shape[1 : 1 + lead]), tuple(flat.shape[1 + lead :])
         lead_size, tail = math.prod(lead_shape), math.prod(tail_shape)
-        rest = self.indices.shape[1:]
-        out_shape = (*rest, *lead_shape, elements, *tail_shape)
-        runs = n * lead_size * elements
-        position = len(rest) + lead
-        if tail < TF_SHORT_RUN and runs > TF_MAX_SHORT_RUNS:
-            # The element axis moved from the front of `__call__`'s output to `position`.
-            to_moved = [*range(1, position + 1), 0, *range(position + 1, len(out_shape))]
-            return tf.transpose(self._tensorflow(flat), to_moved)
+        out_shape = (*self.indices.shape[1:], *lead_shape, elements, *tail_shape)
         key = (n, lead_size)
         prepared = self._tensorflow_tables.get(key)
         if prepared is None:
@@ -563,17 +546,47 @@ class KernelGather:
             prepared = (rows.reshape(-1).astype("int32"), inverse)
             self._tensorflow_tables[key] = prepared
         rows, inverse = prepared
+        table = tf.reshape(flat, (n * lead_size, tail))
+        return tf.reshape(_tensorflow_run_gather(table, rows, inverse), out_shape)
 
-        @tf.custom_gradient
-        def gather(table):
-            def gradient(upstream):
-                per_element = tf.gather(tf.reshape(upstream, (runs, tail)), inverse)
-                return tf.reduce_sum(per_element, axis=0)
 
-            return tf.reshape(tf.gather(table, rows), out_shape), gradient
+def _tensorflow_run_gather(table: Any, rows: np.ndarray, inverse: np.ndarray) -> Any:
+    """`table[rows]` on TensorFlow, `table` `(R, L)`, where `inverse` `(|H|, R)` lists for
+    each `h` where each table row went in the output (`rows[inverse[h, j]] == j`). The
+    gradient gathers the upstream rows with `inverse` and sums over `h`, instead of
+    TensorFlow's scatter-add (`UnsortedSegmentSum`).
 
-        # A variable is read outside the custom gradient.
-        return gather(tf.reshape(tf.identity(flat), (n * lead_size, tail)))
+    Both gathers are `tf.gather_nd`, which moved the rows of the kernel transformations of
+    `benchmarks/overhead.py` as fast as `tf.gather` or faster (`KERAS_BACKEND=tensorflow
+    python benchmarks/micro.py --only tf_expansion` times both). Rows of fewer than
+    `TF_WIDE_ROW_BYTES` bytes are read as `int64` entries where their length allows (two
+    `float32` as one): `GatherNd` then makes half as many copies. Longer rows are gathered
+    as they are; read as wide entries, their gradient was slower. (`complex128` entries, four
+    `float32` as one, were faster still, but XLA refuses complex bitcasts, so a model
+    compiled with `jit_compile=True` could not run them.)
+    """
+    import tensorflow as tf
+
+    length, dtype = table.shape[1], table.dtype
+    width = tf.int64.size // dtype.size
+    wide = length * dtype.size < TF_WIDE_ROW_BYTES and width > 1 and length % width == 0
+
+    def gather(values: Any, index: Any) -> Any:
+        if not wide:
+            return tf.gather_nd(values, index)
+        shape = (values.shape[0], length // width, width)
+        gathered = tf.gather_nd(tf.bitcast(tf.reshape(values, shape), tf.int64), index)
+        return tf.reshape(tf.bitcast(gathered, dtype), (*index.shape[:-1], length))
+
+    @tf.custom_gradient
+    def run_gather(table: Any) -> Any:
+        def gradient(upstream: Any) -> Any:
+            upstream = tf.reshape(upstream, (rows.shape[0], length))
+            return tf.reduce_sum(gather(upstream, inverse[..., None]), axis=0)
+
+        return gather(table, rows[:, None]), gradient
+
+    return run_gather(tf.identity(table))  # a variable is read outside the custom gradient
 
 
 @functools.cache
