@@ -447,9 +447,9 @@ def _tf_expansion(repeats: int) -> None:
             def gather(table):
                 def gradient(up):
                     up = tf.reshape(up, (rows.shape[0], fields))
-                    return tf.reduce_sum(tf.gather(up, inverse), axis=0)
+                    return tf.reduce_sum(tf.gather(up, inverse[..., 0]), axis=0)
 
-                return tf.gather(table, rows), gradient
+                return tf.gather(table, rows[:, 0]), gradient
 
             table = tf.reshape(tf.identity(layer._kernel.value), (-1, fields))
             return tf.reshape(gather(table), shape)

@@ -499,7 +499,7 @@ class KernelGather:
         if prepared is None:
             # Upstream row `h·n + i` is output `(h, i)`; kernel row `j` went to `inverse[h, j]`.
             inverse = self.inverse + n * np.arange(elements, dtype="int32")[:, None]
-            prepared = (self.indices.reshape(-1), inverse)
+            prepared = (self.indices.reshape(-1, 1), inverse[..., None])
             self._tensorflow_tables["rows"] = prepared
         gathered = _tensorflow_run_gather(tf.reshape(flat, (n, math.prod(tail))), *prepared)
         return tf.reshape(gathered, (*self.indices.shape, *tail))
@@ -543,7 +543,7 @@ class KernelGather:
             inverse = np.empty((elements, n * lead_size), dtype="int32")
             for h in range(elements):
                 inverse[h, rows[:, h]] = np.arange(n * lead_size) * elements + h
-            prepared = (rows.reshape(-1).astype("int32"), inverse)
+            prepared = (rows.reshape(-1, 1).astype("int32"), inverse[..., None])
             self._tensorflow_tables[key] = prepared
         rows, inverse = prepared
         table = tf.reshape(flat, (n * lead_size, tail))
@@ -551,8 +551,9 @@ class KernelGather:
 
 
 def _tensorflow_run_gather(table: Any, rows: np.ndarray, inverse: np.ndarray) -> Any:
-    """`table[rows]` on TensorFlow, `table` `(R, L)`, where `inverse` `(|H|, R)` lists for
-    each `h` where each table row went in the output (`rows[inverse[h, j]] == j`). The
+    """`table[rows[:, 0]]` on TensorFlow, `table` `(R, L)`, where `inverse` `(|H|, R, 1)`
+    lists for each `h` where each table row went in the output
+    (`rows[inverse[h, j, 0], 0] == j`); both carry `tf.gather_nd`'s trailing index axis. The
     gradient gathers the upstream rows with `inverse` and sums over `h`, instead of
     TensorFlow's scatter-add (`UnsortedSegmentSum`).
 
@@ -582,9 +583,9 @@ def _tensorflow_run_gather(table: Any, rows: np.ndarray, inverse: np.ndarray) ->
     def run_gather(table: Any) -> Any:
         def gradient(upstream: Any) -> Any:
             upstream = tf.reshape(upstream, (rows.shape[0], length))
-            return tf.reduce_sum(gather(upstream, inverse[..., None]), axis=0)
+            return tf.reduce_sum(gather(upstream, inverse), axis=0)
 
-        return gather(table, rows[:, None]), gradient
+        return gather(table, rows), gradient
 
     return run_gather(tf.identity(table))  # a variable is read outside the custom gradient
 
