@@ -204,7 +204,25 @@ def _worker() -> dict:
             "group_bytes": _jax_step_bytes(group=True),
             "plain_bytes": _jax_step_bytes(group=False),
         }
-    return {"backend": backend, "version": version, "memory": memory}
+    return {"backend": backend, "version": version, "memory": memory, "onednn": _onednn()}
+
+
+def _onednn() -> bool | None:
+    """Whether TensorFlow runs its oneDNN operations in this process (None on the other
+    backends, or where TensorFlow does not say). Its default depends on the CPU (on for
+    those with AVX-512 among their features, off on this project's AMD machines without
+    them), and it decides which convolutions TensorFlow runs: without it, its 3D
+    convolution's gradients with 96 or 128 channels took 10 times as long as with it
+    (docs/benchmarks.md)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    try:  # TensorFlow's own flag, the one its startup message reports
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _jax_step_bytes(group: bool) -> int:
@@ -272,7 +290,21 @@ def _machine() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return f"{model}, {os.cpu_count()} cores ({platform.system()} {platform.machine()})"
+    return (
+        f"{model}, {os.cpu_count()} cores ({platform.system()} {platform.machine()}), "
+        f"AVX-512 {'yes' if _cpu_flags() & {'avx512f'} else 'no'}"
+    )
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (`/proc/cpuinfo`; empty where there is none)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def render(results: dict[str, dict], settings: Settings, command: str) -> str:
@@ -299,7 +331,16 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
     ]
     memory_missing = []
     for backend, result in results.items():
-        lines += ["", f"## {backend}", "", "### Overhead over the plain Keras layer", ""]
+        lines += ["", f"## {backend}", ""]
+        onednn = result["worker"].get("onednn")
+        if onednn is not None:
+            lines += [
+                f"TensorFlow's oneDNN operations: {'on' if onednn else 'off'} "
+                f"(`TF_ENABLE_ONEDNN_OPTS` {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}; "
+                "unset, TensorFlow decides by the CPU).",
+                "",
+            ]
+        lines += ["### Overhead over the plain Keras layer", ""]
         lines += [
             "| row | group ms | plain ms | ratio | 95% interval | repeats | without expansion | "
             f"goal ≤ {OVERHEAD_GOAL} |",

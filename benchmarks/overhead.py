@@ -30,7 +30,7 @@ train-step rows at stride 1.
 Run: `KERAS_BACKEND=jax python benchmarks/overhead.py [--repeats 15] [--max-repeats 45]
 [--goal 1.03] [--steps 5] [--min-timing-ms 30] [--groups P4 P4M O Oh]
 [--paddings valid_equiv same_equiv] [--inputs group lifting] [--strides 1 2]
-[--modes train inference] [--floor] [--json]`
+[--modes train inference] [--floor] [--bound] [--json]`
 """
 
 from __future__ import annotations
@@ -221,22 +221,29 @@ def step_ratio(
     floor: bool = False,
     max_repeats: int = 0,
     goal: float | None = None,
+    bound: bool = False,
 ) -> dict:
     """Median step time of the group layer over the plain layer's, measured interleaved.
 
     `mode="train"`: `train_on_batch`; `mode="inference"`: `predict_on_batch`. `floor`: also
     time the same layer with a weight of its expanded kernel's shape (`expanded_weight_class`)
-    in the same repeats, reported as `floor_ratio`. `max_repeats`, `goal`: see `_interleaved`.
+    in the same repeats, reported as `floor_ratio`. `bound`: likewise the layer whose
+    expansion is one broadcast (`broadcast_expansion_class`), reported as `bound_ratio`.
+    `max_repeats`, `goal`: see `_interleaved`.
     """
     group_model, plain_model, x = _models(group_name, padding, lifting, stride)
     rank = SHAPES[group_name].rank
     kind = "lifting" if lifting else "group"
-    floor_model = None
-    if floor:
-        layer_class = expanded_weight_class(rank)
-        floor_model = _models(group_name, padding, lifting, stride, layer_class)[0]
+    extra_models = {}
+    for name, wanted, make_class in (
+        ("floor", floor, expanded_weight_class),
+        ("bound", bound, broadcast_expansion_class),
+    ):
+        if wanted:
+            layer_class = make_class(rank)
+            extra_models[name] = _models(group_name, padding, lifting, stride, layer_class)[0]
     result = _interleaved(
-        group_model, plain_model, x, rank, repeats, steps, mode, floor_model, max_repeats, goal
+        group_model, plain_model, x, rank, repeats, steps, mode, extra_models, max_repeats, goal
     )
     return {
         "row": f"GroupConv{rank}D {group_name} {kind} {padding} s{stride} {mode}",
@@ -269,7 +276,7 @@ def layer_ratio(
         models.append(model)
     x = np.random.default_rng(0).normal(size=(32, *row.group_shape)).astype("float32")
     rank = len(row.plain_shape) - 1
-    result = _interleaved(*models, x, rank, repeats, steps, mode, None, max_repeats, goal)
+    result = _interleaved(*models, x, rank, repeats, steps, mode, {}, max_repeats, goal)
     return {
         "row": f"{name} {mode}",
         "group": row.group,
@@ -294,13 +301,14 @@ def _interleaved(
     repeats: int,
     steps: int,
     mode: str,
-    floor_model: keras.Model | None = None,
+    extra_models: dict[str, keras.Model] | None = None,
     max_repeats: int = 0,
     goal: float | None = None,
 ) -> dict:
     """Median step times of the two models, steps interleaved; the plain model gets the
-    same numbers with the group axis merged into the channels. A `floor_model` (the group
-    model's input and output) is timed in the same repeats, as a third.
+    same numbers with the group axis merged into the channels. Each of `extra_models` (the
+    group model's input and output; `"floor"`, `"bound"`) is timed in the same repeats, and
+    reported as `{name}_ratio` (with its quartiles and interval) and `{name}_ms`.
 
     After `repeats` repeats, while the 95% interval of the ratio's median
     (`median_interval`) contains `goal`, two more are run, up to `max_repeats`: a row near
@@ -317,9 +325,9 @@ def _interleaved(
             return lambda: model.train_on_batch(inputs, targets)
         return lambda: model.predict_on_batch(inputs)
 
+    extra_models = extra_models or {}
     stepping = [runner(group_model, x, y_group), runner(plain_model, x_plain, y_plain)]
-    if floor_model is not None:
-        stepping.append(runner(floor_model, x, y_group))
+    stepping += [runner(model, x, y_group) for model in extra_models.values()]
     for _ in range(3):  # compile and warm up each
         for step in stepping:
             step()
@@ -353,11 +361,12 @@ def _interleaved(
         "steps": steps,
         "repeats": len(group_times),
     }
-    if floor_model is not None:
-        floor = _ratio(times[2], plain_times)
-        result["floor_ratio"] = floor["ratio"]
-        result["floor_ratio_quartiles"] = floor["ratio_quartiles"]
-        result["floor_ms"] = 1e3 * statistics.median(times[2])
+    for name, extra_times in zip(extra_models, times[2:], strict=True):
+        extra = _ratio(extra_times, plain_times)
+        result[f"{name}_ratio"] = extra["ratio"]
+        result[f"{name}_ratio_quartiles"] = extra["ratio_quartiles"]
+        result[f"{name}_ratio_interval"] = extra["ratio_interval"]
+        result[f"{name}_ms"] = 1e3 * statistics.median(extra_times)
     return result
 
 
@@ -416,6 +425,29 @@ def expanded_weight_class(rank: int) -> type:
             return super().call(inputs, training=True)
 
     return ExpandedWeight
+
+
+def broadcast_expansion_class(rank: int) -> type:
+    """The group convolution of `rank` whose transformed kernel is its kernel broadcast over
+    the output elements (one copy per element, untransformed): the same weights, convolution,
+    bias and output, and an expansion by the cheapest operation that writes the transformed
+    kernel, whose gradient sums it back over the elements. Not equivariant: timed against the
+    plain layer, it is what the group layer would cost with an ideal expansion, a bound for
+    any layer that hands the backend's convolution a materialised kernel (`--bound`)."""
+    base = {2: GroupConv2D, 3: GroupConv3D}[rank]
+
+    class BroadcastExpansion(base):
+        def transformed_kernel(self):
+            group_size = 1 if self.lifting else self.group.order
+            inputs = group_size * self.in_channels
+            elements = len(self._output_elements)
+            kernel = keras.ops.reshape(self.kernel, (*self.kernel_size, inputs, 1, self.filters))
+            kernel = keras.ops.broadcast_to(
+                kernel, (*self.kernel_size, inputs, elements, self.filters)
+            )
+            return keras.ops.reshape(kernel, (*self.kernel_size, inputs, elements * self.filters))
+
+    return BroadcastExpansion
 
 
 def build_times(group_name: str, repeats: int) -> dict:
@@ -478,6 +510,12 @@ def main() -> None:
         action="store_true",
         help="also time each group convolution with its expanded kernel as its weight",
     )
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also time each group convolution with its expansion replaced by one broadcast "
+        "of its kernel over the output elements: the bound of an ideal expansion",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     MIN_TIMING_S = args.min_timing_ms / 1e3
@@ -502,7 +540,7 @@ def main() -> None:
         ):
             result = step_ratio(
                 name, padding, args.repeats, args.steps, kind == "lifting", stride, mode,
-                args.floor, args.max_repeats, args.goal,
+                args.floor, args.max_repeats, args.goal, args.bound,
             )  # fmt: skip
             result.update(builds)
             result["backend"] = keras.backend.backend()
@@ -514,7 +552,14 @@ def main() -> None:
                     f"(medians {result['group_ms']:.1f} / {result['plain_ms']:.1f} ms); "
                     f"build {result['group_build_ms']:.2f} ms "
                     f"(Conv{rank}D {result['plain_build_ms']:.2f} ms)"
-                    + (f"; without expansion {result['floor_ratio']:.3f}" if args.floor else ""),
+                    + (f"; without expansion {result['floor_ratio']:.3f}" if args.floor else "")
+                    + (
+                        f"; ideal expansion {result['bound_ratio']:.3f} "
+                        f"[{result['bound_ratio_interval'][0]:.3f}–"
+                        f"{result['bound_ratio_interval'][1]:.3f}]"
+                        if args.bound
+                        else ""
+                    ),
                     flush=True,
                 )
     if args.json:

@@ -22,9 +22,11 @@ def _bench_module():
     return module
 
 
-def test_tiny_run_writes_every_section():
+def test_tiny_run_writes_every_section(monkeypatch):
     bench = _bench_module()
     backend = keras.backend.backend()
+    # Each measurement's process inherits it: TensorFlow's section must report it on.
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     settings = bench.Settings(
         groups=("P4",),
         paddings=("same_equiv",),
@@ -44,6 +46,15 @@ def test_tiny_run_writes_every_section():
     for field in ("date", "machine", "versions", "repeats", "command"):
         assert re.search(rf"^- {field}: \S", text, re.MULTILINE), field
     assert f"{backend} {result['worker']['version']}" in text
+    cpu_flags, cpuinfo = set(), Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("flags"):
+            cpu_flags = set(line.split(":", 1)[1].split())
+            break
+    avx512 = "yes" if "avx512f" in cpu_flags else "no"
+    assert re.search(rf"^- machine: .*, AVX-512 {avx512}$", text, re.MULTILINE)
+    onednn = "TensorFlow's oneDNN operations: on (`TF_ENABLE_ONEDNN_OPTS` 1;"
+    assert (onednn in text) == (backend == "tensorflow"), text[:1500]
     assert f"## {backend}" in text
     row = re.search(
         r"^\| GroupConv2D P4 group same_equiv s1 train \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
@@ -271,6 +282,43 @@ def test_the_floor_layer_is_the_group_layer_without_its_expansion(monkeypatch):
         floor.bias.assign(layer.bias)
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(floor(x)), expected, rtol=1e-5, atol=1e-5
+        )
+
+
+def test_the_bound_layer_broadcasts_the_group_layers_kernel(monkeypatch):
+    """overhead.py's `--bound` layer has the group layer's weights, and convolves with its
+    kernel copied once per output element, untransformed (lifting and group input)."""
+    import numpy as np
+
+    from groco_core import GroupConv2D
+
+    module = _overhead_module(monkeypatch)
+    rng = np.random.default_rng(1)
+    for shape in ((2, 9, 9, 3), (2, 9, 9, 8, 3)):
+        x = rng.normal(size=shape).astype("float32")
+        layer = GroupConv2D(4, 3, 2, "same_equiv", group="P4M")
+        bound = module.broadcast_expansion_class(2)(4, 3, 2, "same_equiv", group="P4M")
+        layer.build(x.shape)
+        bound.build(x.shape)
+        assert [tuple(w.shape) for w in bound.weights] == [tuple(w.shape) for w in layer.weights]
+        kernel = rng.normal(size=bound.kernel.shape).astype("float32")
+        bound.kernel.assign(kernel)
+        bound.bias.assign(rng.normal(size=bound.bias.shape).astype("float32"))
+        inputs = shape[-1] * (shape[-2] if len(shape) == 5 else 1)
+        # (3, 3, inputs, 4) -> (3, 3, inputs, 8 elements · 4 fields), each element a copy
+        expected_kernel = np.tile(kernel.reshape(3, 3, inputs, 4), (1, 1, 1, 8))
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(bound.transformed_kernel()), expected_kernel
+        )
+        floor = module.expanded_weight_class(2)(4, 3, 2, "same_equiv", group="P4M")
+        floor.build(x.shape)
+        floor.kernel.assign(expected_kernel)
+        floor.bias.assign(bound.bias)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(bound(x)),
+            keras.ops.convert_to_numpy(floor(x)),
+            rtol=1e-5,
+            atol=1e-5,
         )
 
 
