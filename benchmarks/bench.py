@@ -209,11 +209,10 @@ def _worker() -> dict:
 
 def _onednn() -> bool | None:
     """Whether TensorFlow runs its oneDNN operations in this process (None on the other
-    backends, or where TensorFlow does not say). Its default depends on the CPU (on for
-    those with AVX-512 among their features, off on this project's AMD machines without
-    them), and it decides which convolutions TensorFlow runs: without it, its 3D
-    convolution's gradients with 96 or 128 channels took 10 times as long as with it
-    (docs/benchmarks.md)."""
+    backends, or where TensorFlow does not say). TensorFlow decides it by the CPU unless
+    `TF_ENABLE_ONEDNN_OPTS` says, and it decides which convolutions run: on the project's
+    2-core AMD machine, where it was off, TensorFlow's 3D convolution gradients with 96 or
+    128 channels took 10 to 20 times as long as with it on (docs/cube_groups.md)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -334,12 +333,13 @@ def render(results: dict[str, dict], settings: Settings, command: str) -> str:
         lines += ["", f"## {backend}", ""]
         onednn = result["worker"].get("onednn")
         if onednn is not None:
-            lines += [
-                f"TensorFlow's oneDNN operations: {'on' if onednn else 'off'} "
-                f"(`TF_ENABLE_ONEDNN_OPTS` {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}; "
-                "unset, TensorFlow decides by the CPU).",
-                "",
-            ]
+            setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+            how = (
+                f"`TF_ENABLE_ONEDNN_OPTS={setting}`"
+                if setting
+                else "TensorFlow's default on this CPU; `TF_ENABLE_ONEDNN_OPTS=1` turns them on"
+            )
+            lines += [f"TensorFlow's oneDNN operations: {'on' if onednn else 'off'} ({how}).", ""]
         lines += ["### Overhead over the plain Keras layer", ""]
         lines += [
             "| row | group ms | plain ms | ratio | 95% interval | repeats | without expansion | "

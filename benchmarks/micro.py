@@ -27,7 +27,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
   and with its gradient, as `KernelGather.moved` runs it (`tf.gather_nd` of runs read as wide
   entries) against the same runs with `tf.gather`, and a floor that moves as many values
   (a multiply over the transformed kernel's size, and for the gradient a sum over the
-  output elements too), for 2D and 3D kernels of 4 to 64 fields.
+  output elements too), for 2D and 3D kernels of 4 to 64 fields; the transformation's
+  gradient alone (`Oh`, 4 fields) as `KernelGather.moved` computes it against TensorFlow's
+  scatter-adds, a sorted segment sum, a sparse-dense matmul and an ideal expansion's sum.
 - jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
   times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
   and with vectors of 128 values (no tiling); the train step of a separable layer inside a
@@ -400,6 +402,7 @@ def tensorflow_cases(repeats: int) -> None:
         )
     _tf_kept_kernel(repeats)
     _tf_expansion(repeats)
+    _tf_kernel_gradient_ways(repeats)
     _pointwise_group_conv(repeats)
 
 
@@ -500,6 +503,79 @@ def _tf_expansion(repeats: int) -> None:
                 f"tensorflow kernel transformation, {mode}, {name}",
                 _interleaved({way: twenty(call) for way, call in calls.items()}, repeats),
             )
+
+
+def _tf_kernel_gradient_ways(repeats: int) -> None:
+    """The kernel transformation's gradient alone (`Oh`, 3×3×3, 4 fields, group input:
+    248 832 runs of 4 values summed back into 5 184), 20 calls per timing, each a
+    `tf.function` of that one gradient: as `KernelGather.moved` computes it (the upstream's
+    runs gathered with the inverse permutations, read as `int64` entries, and summed over the
+    elements); by TensorFlow's scatter-adds (`tf.scatter_nd`, `UnsortedSegmentSum`); by a
+    gather into the kernel's order and a sorted `segment_sum`; by a sparse-dense matmul with
+    the transposed one-hot matrix of the forward gather; and the floor of an ideal
+    expansion (a broadcast), whose gradient is one sum over the elements."""
+    import numpy as np
+    import tensorflow as tf
+
+    from groco_core import GroupConv3D
+    from groco_core.layers.conv import _tensorflow_run_gather
+
+    fields = 4
+    layer = GroupConv3D(fields, 3, group="Oh")
+    layer.build((None, 12, 12, 12, 48, fields))
+    kernel_rows = 27 * 48
+    layer.transformed_kernel()  # prepares the gather's tables
+    rows, inverse = layer._kernel_gather._tensorflow_tables[(kernel_rows, fields)]
+    table = tf.reshape(tf.constant(layer._kernel.value), (-1, fields))  # (5 184, 4)
+    entries, elements = rows.shape[0], inverse.shape[0]
+    upstream = tf.constant(
+        np.random.default_rng(0).normal(size=(entries, fields)).astype("float32")
+    )
+    index = rows[:, 0].astype("int64")
+    by_source = np.argsort(index, kind="stable").astype("int32")
+    one_hot = tf.sparse.SparseTensor(
+        np.stack([np.arange(entries), index], axis=1),
+        np.ones(entries, "float32"),
+        (entries, table.shape[0]),
+    )
+
+    def as_now():
+        with tf.GradientTape() as tape:
+            tape.watch(table)
+            gathered = _tensorflow_run_gather(table, rows, inverse)
+        return tape.gradient(gathered, table, upstream)
+
+    ways = {
+        "as now (gather and sum)": as_now,
+        "scatter_nd": lambda: tf.scatter_nd(rows, upstream, table.shape),
+        "unsorted_segment_sum": lambda: tf.math.unsorted_segment_sum(
+            upstream, index, table.shape[0]
+        ),
+        "gather and segment_sum": lambda: tf.math.segment_sum(
+            tf.gather(upstream, by_source), index[by_source]
+        ),
+        "sparse matmul": lambda: tf.sparse.sparse_dense_matmul(one_hot, upstream, adjoint_a=True),
+        "floor (a broadcast's sum)": lambda: tf.reduce_sum(
+            tf.reshape(upstream, (elements, -1, fields)), axis=0
+        ),
+    }
+    calls = {name: tf.function(way) for name, way in ways.items()}
+    expected = calls["as now (gather and sum)"]().numpy()
+    for name, call in calls.items():
+        if not name.startswith("floor"):
+            np.testing.assert_allclose(call().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+    def twenty(call):
+        def run():
+            for _ in range(20):
+                call()
+
+        return run
+
+    _report(
+        "tensorflow kernel transformation's gradient alone, Oh group, 4 fields",
+        _interleaved({name: twenty(call) for name, call in calls.items()}, repeats),
+    )
 
 
 def _tf_kept_kernel(repeats: int) -> None:

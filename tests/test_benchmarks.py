@@ -53,7 +53,7 @@ def test_tiny_run_writes_every_section(monkeypatch):
             break
     avx512 = "yes" if "avx512f" in cpu_flags else "no"
     assert re.search(rf"^- machine: .*, AVX-512 {avx512}$", text, re.MULTILINE)
-    onednn = "TensorFlow's oneDNN operations: on (`TF_ENABLE_ONEDNN_OPTS` 1;"
+    onednn = "TensorFlow's oneDNN operations: on (`TF_ENABLE_ONEDNN_OPTS=1`)."
     assert (onednn in text) == (backend == "tensorflow"), text[:1500]
     assert f"## {backend}" in text
     row = re.search(
