@@ -282,28 +282,22 @@ def _overhead_summary(rows: list[dict]) -> str:
 
 
 def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    model = _cpuinfo("model name") or platform.processor() or platform.machine()
+    avx512 = "avx512f" in (_cpuinfo("flags") or "").split()
     return (
         f"{model}, {os.cpu_count()} cores ({platform.system()} {platform.machine()}), "
-        f"AVX-512 {'yes' if _cpu_flags() & {'avx512f'} else 'no'}"
+        f"AVX-512 {'yes' if avx512 else 'no'}"
     )
 
 
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags (`/proc/cpuinfo`; empty where there is none)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first value of `field` in `/proc/cpuinfo` (None where there is none)."""
     cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    return None
 
 
 def render(results: dict[str, dict], settings: Settings, command: str) -> str:
