@@ -8,15 +8,16 @@ operation comes from here. The two ways run interleaved in one process; medians 
   `keras.ops` passes); the pointwise product as a matmul against a 1×1 convolution; a
   convolution with its bias added by the convolution against a separate add; group
   convolution train steps with the bias gradient computed by PyTorch's convolution backward
-  against summed apart, and the plain layer's; the 1D group convolution's train and inference
-  steps with its input copied to contiguous memory and as a channels-last view; the `Oh`
-  kernel transformation (3×3×3, 4 fields in and out) and the convolution, forward and kernel
-  gradient, with the kernel gathered into the convolution's weight layout
-  (`KernelGather.torch_output_major`) against a gather followed by a copy into Keras's
-  layout; the kernel gradient of a 5×5 depthwise convolution, oneDNN's own against four 3×3
-  tiles (`groco_separable.depthwise._torch_depthwise`), and oneDNN's 3×3 one for reference;
-  the kernel transformation into PyTorch's weight layout by rows against entry by entry
-  (`torch.take`), alone and in the train steps of lifting rows of `overhead.py`.
+  against summed apart, and the plain layer's (2D; 3D in `torch_3d_bias_gradient`); the 1D
+  group convolution's train and inference steps with its input copied to contiguous memory
+  and as a channels-last view; the `Oh` kernel transformation (3×3×3, 4 fields in and out)
+  and the convolution, forward and kernel gradient, with the kernel gathered into the
+  convolution's weight layout (`KernelGather.torch_output_major`) against a gather followed
+  by a copy into Keras's layout; the kernel gradient of a 5×5 depthwise convolution,
+  oneDNN's own against four 3×3 tiles (`groco_separable.depthwise._torch_depthwise`), and
+  oneDNN's 3×3 one for reference; the kernel transformation into PyTorch's weight layout by
+  rows against entry by entry (`torch.take`), alone and in the train steps of lifting rows
+  of `overhead.py`.
 - tensorflow: the kernel gradient of a depthwise convolution, TensorFlow's own against the
   swapped-roles correlation of `groco_separable.depthwise._tf_depthwise` (whose time includes
   the input gradient, which its custom gradient computes too); a group convolution's
@@ -148,15 +149,34 @@ def _torch_bias_gradient(repeats: int) -> None:
     P4M lifting `same`, P4 and P4M group input, stride 1) with its bias gradient computed by
     PyTorch's convolution backward against summed apart
     (`groco_core.layers.conv.TORCH_BIAS_GRADIENT_APART_RANKS`), and the plain layer's."""
+    rows = [("P4", "valid_equiv", True, 1), ("P4M", "same_equiv", True, 1)]
+    rows += [("P4", "valid_equiv", False, 1), ("P4M", "same_equiv", False, 1)]
+    _bias_gradient_rows(rows, repeats)
+
+
+def _torch_3d_bias_gradient(repeats: int) -> None:
+    """`_torch_bias_gradient` for the 3D rows of `benchmarks/overhead.py`: O and Oh, lifting
+    at stride 1 and group input at stride 2, both paddings."""
+    rows = [
+        (group, padding, lifting, 1 if lifting else 2)
+        for group in ("O", "Oh")
+        for lifting in (True, False)
+        for padding in ("valid_equiv", "same_equiv")
+    ]
+    _bias_gradient_rows(rows, repeats)
+
+
+def _bias_gradient_rows(rows: list[tuple[str, str, bool, int]], repeats: int) -> None:
+    """For each `(group, padding, lifting, stride)`, 3 train steps per timing of the group
+    model with its rank's bias gradient by the convolution and summed apart, and of the plain
+    model."""
     import numpy as np
     from overhead import SHAPES, _models
 
     from groco_core.layers import conv
 
-    rows = [("P4", "valid_equiv", True), ("P4M", "same_equiv", True)]
-    rows += [("P4", "valid_equiv", False), ("P4M", "same_equiv", False)]
-    for group, padding, lifting in rows:
-        group_model, plain_model, x = _models(group, padding, lifting, 1)
+    for group, padding, lifting, stride in rows:
+        group_model, plain_model, x = _models(group, padding, lifting, stride)
         rank = SHAPES[group].rank
         y = np.random.default_rng(1).normal(size=(x.shape[0], *group_model.output_shape[1:]))
         y = y.astype("float32")
@@ -175,8 +195,8 @@ def _torch_bias_gradient(repeats: int) -> None:
         try:
             medians = _interleaved(
                 {
-                    "by the convolution": lambda: step(frozenset()),
-                    "summed apart": lambda: step(frozenset({2})),
+                    "by the convolution": lambda ranks=ranks, rank=rank: step(ranks - {rank}),
+                    "summed apart": lambda ranks=ranks, rank=rank: step(ranks | {rank}),
                     "plain layer": plain,
                 },
                 repeats,
@@ -184,7 +204,7 @@ def _torch_bias_gradient(repeats: int) -> None:
         finally:
             conv.TORCH_BIAS_GRADIENT_APART_RANKS = ranks
         kind = "lifting" if lifting else "group"
-        _report(f"torch {group} {kind} {padding} train step x3, bias gradient", medians)
+        _report(f"torch {group} {kind} {padding} s{stride} train step x3, bias gradient", medians)
 
 
 def _torch_conv1d_input(repeats: int) -> None:

@@ -197,7 +197,9 @@ def torch_conv_channels_last(
             `torch.profiler`). Summed apart, the train steps of four 2D rows were 1–11%
             faster in 7 of 8 timings and 10% slower in one (benchmarks/micro.py `--only
             torch_bias_gradient`, two runs). In 3D the bias made no difference to the
-            backward, and the separate sum cost more than it saved.
+            backward, and the separate sum cost more than it saved; on a 2-core AMD CPU
+            without AVX-512, summed apart was faster in 7 and in 3 of the 8 3D rows of two
+            runs (`--only torch_3d_bias_gradient`, 2026-12-04), no consistent gain either.
 
     Returns:
         `(batch, *out, F)`.
