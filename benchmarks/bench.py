@@ -212,7 +212,7 @@ def _onednn() -> bool | None:
     backends, or where TensorFlow does not say). TensorFlow decides it by the CPU unless
     `TF_ENABLE_ONEDNN_OPTS` says, and it decides which convolutions run: on the project's
     2-core AMD machine, where it was off, TensorFlow's 3D convolution gradients with 96 or
-    128 channels took 10 to 20 times as long as with it on (docs/cube_groups.md)."""
+    128 channels took 20 to 30 times as long as with it on (docs/cube_groups.md)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":

@@ -30,7 +30,9 @@ operation comes from here. The two ways run interleaved in one process; medians 
   (a multiply over the transformed kernel's size, and for the gradient a sum over the
   output elements too), for 2D and 3D kernels of 4 to 64 fields; the transformation's
   gradient alone (`Oh`, 4 fields) as `KernelGather.moved` computes it against TensorFlow's
-  scatter-adds, a sorted segment sum, a sparse-dense matmul and an ideal expansion's sum.
+  scatter-adds, a sorted segment sum, a sparse-dense matmul and an ideal expansion's sum;
+  TensorFlow's own 3D convolution and its two gradients with 96, 128 and 192 channels (run
+  with `TF_ENABLE_ONEDNN_OPTS=0` and `=1`: which implementation runs depends on it).
 - jax: a multiply-add of `(32, 28, 28, 128)` with per-channel vectors of 16 values tiled 8
   times by broadcast and reshape, by a product with a 0/1 matrix (`tile_over_group` on JAX),
   and with vectors of 128 values (no tiling); the train step of a separable layer inside a
@@ -423,6 +425,7 @@ def tensorflow_cases(repeats: int) -> None:
     _tf_kept_kernel(repeats)
     _tf_expansion(repeats)
     _tf_kernel_gradient_ways(repeats)
+    _tf_conv3d_gradients(repeats)
     _pointwise_group_conv(repeats)
 
 
@@ -596,6 +599,48 @@ def _tf_kernel_gradient_ways(repeats: int) -> None:
         "tensorflow kernel transformation's gradient alone, Oh group, 4 fields",
         _interleaved({name: twenty(call) for name, call in calls.items()}, repeats),
     )
+
+
+def _tf_conv3d_gradients(repeats: int) -> None:
+    """TensorFlow's own 3D convolution, 3×3×3 `valid` on `(4, size, size, size, C)` with C
+    output channels: forward, kernel gradient and input gradient, 5 calls of a `tf.function`
+    per timing, for the channel counts of `overhead.py`'s O and Oh rows (96 and 192) and 128.
+    Which implementation runs depends on TensorFlow's oneDNN setting (`TF_ENABLE_ONEDNN_OPTS`;
+    run it once each way)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+
+    onednn = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    rng = np.random.default_rng(0)
+    for channels, size, stride in ((96, 11, 2), (128, 11, 2), (192, 11, 2), (96, 12, 1)):
+        x = tf.constant(rng.normal(size=(4, size, size, size, channels)).astype("float32"))
+        w = tf.constant(rng.normal(size=(3, 3, 3, channels, channels)).astype("float32"))
+        strides = [1, stride, stride, stride, 1]
+        y = tf.nn.conv3d(x, w, strides, "VALID")
+        ways = {
+            "forward": lambda x=x, w=w, s=strides: tf.nn.conv3d(x, w, s, "VALID"),
+            "kernel gradient": lambda x=x, w=w, y=y, s=strides: tf.raw_ops.Conv3DBackpropFilterV2(
+                input=x, filter_sizes=w.shape, out_backprop=y, strides=s, padding="VALID"
+            ),
+            "input gradient": lambda x=x, w=w, y=y, s=strides: tf.raw_ops.Conv3DBackpropInputV2(
+                input_sizes=x.shape, filter=w, out_backprop=y, strides=s, padding="VALID"
+            ),
+        }
+        calls = {name: tf.function(way) for name, way in ways.items()}
+
+        def five(call):
+            def run():
+                for _ in range(5):
+                    call()
+
+            return run
+
+        _report(
+            f"tensorflow Conv3D {channels} channels, input {size}³, stride {stride}, oneDNN "
+            f"{onednn}, 5 calls",
+            _interleaved({name: five(call) for name, call in calls.items()}, repeats),
+        )
 
 
 def _tf_kept_kernel(repeats: int) -> None:
