@@ -122,20 +122,25 @@ def test_p1_is_a_plain_conv2d(rng):
 
 
 @pytest.mark.parametrize(
-    "lifting, options, padding",
-    [(True, {}, "valid"), (False, {}, "valid"), (False, {"strides": 2}, "valid"),
-     (True, {"padding": "same_equiv"}, "same"), (False, {"dilation_rate": 2}, "valid")],
+    "rank, lifting, options, padding",
+    [(2, True, {}, "valid"), (2, False, {}, "valid"), (2, False, {"strides": 2}, "valid"),
+     (2, True, {"padding": "same_equiv"}, "same"), (2, False, {"dilation_rate": 2}, "valid"),
+     (3, True, {"padding": "same_equiv"}, "same"), (3, False, {"strides": 2}, "valid")],
 )  # fmt: skip
-def test_gradients_equal_those_of_keras_convolution_and_bias(lifting, options, padding, rng):
+def test_gradients_equal_those_of_keras_convolution_and_bias(
+    rank, lifting, options, padding, rng
+):
     """The layer's value and its gradients with respect to input, kernel and bias, through a
     nonlinear loss, equal those of `keras.ops.conv` with the layer's transformed kernel and
-    the bias added by `keras.ops.add` (on PyTorch the layer's own convolution sums its 2D
-    bias gradient apart)."""
+    the bias added by `keras.ops.add` (on PyTorch the layer's own convolution sums its 2D and
+    3D bias gradients apart)."""
     from autodiff import value_and_gradients
 
-    group = get_group("P4M")
-    shape = (2, 9, 9, 3) if lifting else (2, 9, 9, group.order, 3)
-    layer = GroupConv2D(4, 3, group="P4M", **options)
+    group = get_group("P4M" if rank == 2 else "D4")
+    size = 9 if rank == 2 else 5
+    spatial = (size,) * rank
+    shape = (2, *spatial, 3) if lifting else (2, *spatial, group.order, 3)
+    layer = (GroupConv2D if rank == 2 else GroupConv3D)(4, 3, group=group.name, **options)
     layer.build(shape)
     x = rng.normal(size=shape).astype("float32")
     kernel = rng.normal(size=layer.kernel.shape).astype("float32")
@@ -148,10 +153,10 @@ def test_gradients_equal_those_of_keras_convolution_and_bias(lifting, options, p
     def keras_own(x, kernel, bias):
         with keras.StatelessScope(state_mapping=[(layer.kernel, kernel), (layer.bias, bias)]):
             expanded = layer.transformed_kernel()
-        merged = ops.reshape(x, (*x.shape[:3], -1))
+        merged = ops.reshape(x, (*x.shape[: 1 + rank], -1))
         strides, dilation = options.get("strides", 1), options.get("dilation_rate", 1)
         y = ops.conv(merged, expanded, strides, padding, dilation_rate=dilation)
-        y = ops.add(ops.reshape(y, (*y.shape[:3], group.order, 4)), bias)
+        y = ops.add(ops.reshape(y, (*y.shape[: 1 + rank], group.order, 4)), bias)
         return ops.sum(ops.sin(y))
 
     value, gradients = value_and_gradients(ours, x, kernel, bias)

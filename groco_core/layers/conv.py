@@ -153,7 +153,7 @@ def tile_over_group(vector: Any, elements: int) -> Any:
 
 
 # Ranks whose convolutions on PyTorch sum their bias gradient apart (`torch_conv_channels_last`).
-TORCH_BIAS_GRADIENT_APART_RANKS = frozenset({2})
+TORCH_BIAS_GRADIENT_APART_RANKS = frozenset({2, 3})
 # Whether a 1D convolution on PyTorch that takes gradients gets its input as a contiguous copy.
 TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS = True
 
@@ -190,16 +190,16 @@ def torch_conv_channels_last(
         bias: `(F,)` or None. Added by the convolution itself: oneDNN adds it while it writes
             the output, where a separate add is one more pass over it (inference,
             `(32, 28, 28, 128)`, 3×3: 20.3 against 22.6–22.8 ms; benchmarks/micro.py). Where
-            it gets a gradient, in 2D (`TORCH_BIAS_GRADIENT_APART_RANKS`), that gradient is
-            the upstream summed here (`_torch_biased_convolution`): PyTorch's 2D convolution
-            backward took 0.7–1.1 ms longer when it computed the bias gradient too (P4
-            lifting row of benchmarks/overhead.py, 2.0–2.4 against 1.3–1.5 ms per step in
-            `torch.profiler`). Summed apart, the train steps of four 2D rows were 1–11%
-            faster in 7 of 8 timings and 10% slower in one (benchmarks/micro.py `--only
-            torch_bias_gradient`, two runs). In 3D the bias made no difference to the
-            backward, and the separate sum cost more than it saved; on a 2-core AMD CPU
-            without AVX-512, summed apart was faster in 7 and in 3 of the 8 3D rows of two
-            runs (`--only torch_3d_bias_gradient`, 2026-12-04), no consistent gain either.
+            it gets a gradient, in 2D and 3D (`TORCH_BIAS_GRADIENT_APART_RANKS`), that
+            gradient is the upstream summed here (`_torch_biased_convolution`): PyTorch's 2D
+            convolution backward took 0.7–1.1 ms longer when it computed the bias gradient
+            too (P4 lifting row of benchmarks/overhead.py, 2.0–2.4 against 1.3–1.5 ms per
+            step in `torch.profiler`). Summed apart, the train steps of four 2D rows were
+            1–11% faster in 7 of 8 timings and 10% slower in one (benchmarks/micro.py
+            `--only torch_bias_gradient`, two runs). In 3D, two runs of 61 repeats each
+            (`--only torch_3d_bias_gradient --repeats 61`, 2026-12-04) had the lifting
+            `same_equiv` rows 6–11% faster summed apart and the other six rows within
+            −2.8% to +2.0%.
 
     Returns:
         `(batch, *out, F)`.
