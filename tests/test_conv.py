@@ -127,9 +127,7 @@ def test_p1_is_a_plain_conv2d(rng):
      (2, True, {"padding": "same_equiv"}, "same"), (2, False, {"dilation_rate": 2}, "valid"),
      (3, True, {"padding": "same_equiv"}, "same"), (3, False, {"strides": 2}, "valid")],
 )  # fmt: skip
-def test_gradients_equal_those_of_keras_convolution_and_bias(
-    rank, lifting, options, padding, rng
-):
+def test_gradients_equal_those_of_keras_convolution_and_bias(rank, lifting, options, padding, rng):
     """The layer's value and its gradients with respect to input, kernel and bias, through a
     nonlinear loss, equal those of `keras.ops.conv` with the layer's transformed kernel and
     the bias added by `keras.ops.add` (on PyTorch the layer's own convolution sums its 2D and
