@@ -328,3 +328,43 @@ def test_non_equivariant_padding_refused_unless_allowed(rng):
     assert allowed(x).shape == (1, 3, 3, 8, 2)
     unequal = GroupMaxPooling2D(group="P4", pool_size=(2, 3), allow_non_equivariance=True)
     assert unequal(signal(rng, (1, 6, 6, 4, 2))).shape == (1, 3, 2, 4, 2)
+
+
+def _pooling_gradient(layer, x, compiled: bool) -> np.ndarray:
+    """The gradient of the sum of the layer's output with respect to `x`."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        gradient = jax.grad(lambda t: ops.sum(layer(t)))
+        return np.asarray((jax.jit(gradient) if compiled else gradient)(x))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def gradient(t):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                total = tf.reduce_sum(layer(t))
+            return tape.gradient(total, t)
+
+        step = tf.function(gradient) if compiled else gradient
+        return step(tf.constant(x)).numpy()
+    import torch
+
+    t = torch.tensor(x, requires_grad=True)
+    layer(t).sum().backward()
+    return t.grad.numpy()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_3d_max_pooling_gives_each_windows_gradient_to_one_tied_entry(compiled):
+    # A volume of equal values: every window is all ties. Each window's gradient goes to
+    # its first entry, as in 2D; TensorFlow's own 3D max pooling, run eagerly, gave it to
+    # all eight entries of a 2×2×2 window (a gradient eight times too large), and in a
+    # graph to one.
+    layer = GroupMaxPooling3D(pool_size=2, strides=2, group="C4v")
+    x = np.full((1, 4, 4, 4, 8, 1), 0.5, "float32")
+    gradient = _pooling_gradient(layer, x, compiled)
+    expected = np.zeros_like(x)
+    expected[:, ::2, ::2, ::2] = 1.0
+    np.testing.assert_array_equal(gradient, expected)

@@ -18,6 +18,7 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
+from groco_core.layers.fast_paths import takes
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 from groco_core.layers.lora import LoRAKernelMixin
 from groco_core.layers.serialization import RegisteredGroupsMixin
@@ -53,7 +54,7 @@ def resolve_group_pair(
             f"on {group.dimension}. Received: group={group.name!r}. Groups of dimension {rank}: "
             f"see `groco list-groups --dimension {rank}`."
         )
-    subgroup = group if subgroup is None else get_group(subgroup)
+    subgroup = group if subgroup is None else get_group(subgroup, subgroup_of=group)
     return group, subgroup, group.subgroup_indices(subgroup)
 
 
@@ -93,7 +94,7 @@ def reshape(x: Any, shape: tuple) -> Any:
     """`keras.ops.reshape`, except on PyTorch outside `torch.compile`, where it is the
     tensor's own `reshape`: there Keras's took about 16 µs a call and the tensor's 1 µs, and
     a group layer reshapes four to six times per call. Public for layer plugins."""
-    if eager_torch():
+    if eager_torch() and takes("torch_tensor_reshape"):
         import torch
 
         if not isinstance(x, torch.Tensor):
@@ -117,8 +118,8 @@ def split_group_axis(y: Any, elements: int, fields: int, bias: Any = None) -> An
     split_shape = (shape[0], *shape[1:-1], elements, fields)
     if bias is None:
         return reshape(y, split_shape)
-    if torch_compiling():
-        return ops.add(ops.reshape(y, split_shape), bias)
+    if torch_compiling() or not takes("bias_on_merged_axis"):
+        return ops.add(reshape(y, split_shape), bias)
     return reshape(ops.add(y, tile_over_group(bias, elements)), split_shape)
 
 
@@ -147,7 +148,11 @@ def tile_over_group(vector: Any, elements: int) -> Any:
     two runs).
     """
     fields = vector.shape[0]
-    if keras.backend.backend() == "jax" and elements * fields * fields <= JAX_TILING_LIMIT:
+    if (
+        keras.backend.backend() == "jax"
+        and elements * fields * fields <= JAX_TILING_LIMIT
+        and takes("jax_tiling_matmul")
+    ):
         return ops.matmul(ops.cast(_tiling_matrix(elements, fields), vector.dtype), vector)
     return reshape(ops.broadcast_to(vector, (elements, fields)), (elements * fields,))
 
@@ -232,6 +237,7 @@ def torch_conv_channels_last(
         and rank in TORCH_BIAS_GRADIENT_APART_RANKS
         and torch.is_grad_enabled()
         and bias.requires_grad
+        and takes("torch_bias_gradient_apart")
     ):
         y = _torch_biased_convolution()(
             channels_first, weights, bias, strides, padding, dilation_rate, groups
@@ -410,19 +416,22 @@ class KernelGather:
     def __call__(self, flat: Any) -> Any:
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
         backend = keras.backend.backend()
-        if backend == "torch":
+        if backend == "torch" and not torch_compiling() and takes("torch_index_select_gather"):
             return self._torch(flat)
-        if backend == "tensorflow" and self.permutes(flat.shape[0]):
+        if (
+            backend == "tensorflow"
+            and self.permutes(flat.shape[0])
+            and takes("tensorflow_run_gather")
+        ):
             return self._tensorflow(flat)
-        if backend == "jax":
+        if backend == "jax" and takes("jax_in_bounds_gather"):
             return flat.at[self.indices].get(mode="promise_in_bounds")
         return ops.take(flat, self.indices, axis=0)
 
     def _torch(self, flat: Any) -> Any:
+        """`__call__` on eager PyTorch (torch.compile traces Keras's own take)."""
         import torch
 
-        if torch_compiling():  # torch.compile traces keras's own take
-            return ops.take(flat, self.indices, axis=0)
         index = self._torch_indices.get(flat.device)
         if index is None:
             index = torch.from_numpy(self.indices.reshape(-1).astype("int64")).to(flat.device)
@@ -519,7 +528,11 @@ class KernelGather:
         loop (PyTorch's convolutions take `torch_output_major`).
         """
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
-        if keras.backend.backend() == "tensorflow" and self.permutes(flat.shape[0]):
+        if (
+            keras.backend.backend() == "tensorflow"
+            and self.permutes(flat.shape[0])
+            and takes("tensorflow_run_gather")
+        ):
             return self._tensorflow_moved(flat, lead)
         return ops.moveaxis(self(flat), 0, self.indices.ndim - 1 + lead)
 
@@ -918,7 +931,11 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         group_size = 1 if self.lifting else self.group.order
         flat = reshape(self.masked_kernel(), (points * group_size, self.in_channels, self.filters))
         inputs, outputs = group_size * self.in_channels, len(self._output_elements) * self.filters
-        if eager_torch() and self._kernel_gather.permutes(flat.shape[0]):
+        if (
+            eager_torch()
+            and self._kernel_gather.permutes(flat.shape[0])
+            and takes("torch_output_major_kernel")
+        ):
             # (|H|, F, K[, |G|], C) in memory, returned as a view in Keras's layout.
             gathered = self._kernel_gather.torch_output_major(flat)
             weight = gathered.view(outputs, *self.kernel_size, inputs)
@@ -935,7 +952,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             shape = ops.shape(x)
             x = reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         spatial = tuple(x.shape[1 : 1 + self.rank])
-        if eager_torch():
+        if eager_torch() and takes("torch_channels_last_conv"):
             paddings = self._paddings(spatial)
             bias = None
             if self.use_bias:
@@ -960,7 +977,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
                 self.allow_non_equivariance,
                 type(self).__name__,
             )
-        if explicit is None and self._matmul_applies():
+        if explicit is None and self._matmul_applies() and takes("pointwise_matmul"):
             # A kernel of one point: the convolution is a product with the kernel's matrix on
             # the input's points (every `stride`-th).
             if any(s > 1 for s in self.strides):
@@ -968,7 +985,7 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             kernel = cached_transformed_kernel(self, training)
             y = ops.matmul(x, reshape(kernel, tuple(kernel.shape[-2:])))
             return self._finish(y, channels_first)
-        if self._jax_conv_applies(conv_padding):
+        if self._jax_conv_applies(conv_padding) and takes("jax_padded_conv"):
             paddings = explicit if explicit is not None else ((0, 0),) * self.rank
             kernel = cached_transformed_kernel(self, training)
             y = jax_conv(x, kernel, self.strides, paddings, self.dilation_rate)

@@ -27,6 +27,7 @@ from groco_core.layers.conv import (
     on_jax_cpu,
     split_group_axis,
 )
+from groco_core.layers.fast_paths import takes
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 
 
@@ -104,7 +105,7 @@ def conv_transpose(x: Any, kernel: Any, strides: tuple[int, ...], padding: str) 
     where XLA's own stays.
     """
     xla_is_fast = padding == "same" and all(s == 1 for s in strides)
-    if xla_is_fast or not on_jax_cpu():
+    if xla_is_fast or not on_jax_cpu() or not takes("jax_transposed_kernel_gradient"):
         return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
     import jax
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import keras
 
+from groco_core.layers.fast_paths import takes
+
 
 def _source_variables(layer: keras.layers.Layer) -> list[Any]:
     """The weights `layer.transformed_kernel()` is computed from."""
@@ -164,6 +166,8 @@ def cached_transformed_kernel(layer: keras.layers.Layer, training: Any = None) -
     The cache holds the weight tensors it was computed from, so their identities stay
     unique while it lives. `training` is the call's own (TensorFlow keeps the kernel only
     where it is False): a layer passes it on by accepting `training` in its `call`."""
+    if not takes("kernel_cache"):
+        return layer.transformed_kernel()
     if keras.backend.backend() == "tensorflow":
         kernel = _tensorflow_cached(layer, training)
         return layer.transformed_kernel() if kernel is None else kernel

@@ -16,6 +16,7 @@ from keras import ops
 from groco_core.groups import PointGroup
 from groco_core.layers.arguments import check_group_axis
 from groco_core.layers.conv import reshape, tile_over_group
+from groco_core.layers.fast_paths import takes
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 
@@ -147,7 +148,13 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
         """
         rank = len(inputs.shape)
         channels_last = self.axis % rank == rank - 1
-        if self.renorm or self.synchronized or mask is not None or not channels_last:
+        if (
+            self.renorm
+            or self.synchronized
+            or mask is not None
+            or not channels_last
+            or not takes("merged_batch_norm")
+        ):
             return super().call(inputs, training=training, mask=mask)
         elements, channels = inputs.shape[-2], inputs.shape[-1]
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))

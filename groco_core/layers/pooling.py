@@ -27,6 +27,7 @@ from groco_core.groups import PointGroup
 from groco_core.layers import arguments
 from groco_core.layers.arguments import check_group_axis, resolve_subgroup
 from groco_core.layers.conv import _EXAMPLE_GROUP, keyword_arguments
+from groco_core.layers.fast_paths import reduce_max
 from groco_core.layers.reduce import coset_indices
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
@@ -51,6 +52,28 @@ def average_pool_same_by_padding(x: Any, pool_size: tuple, strides: tuple, spati
 
     ones = ops.ones((1, *(int(n) for n in spatial), 1), dtype=x.dtype)
     return ops.divide(pooled(x), pooled(ones))
+
+
+def max_pool_3d_by_planes(x: Any, pool_size: tuple, strides: tuple, padding: str) -> Any:
+    """`ops.max_pool(x, pool_size, strides, padding)` on channels-last volumes `x`, computed
+    as a 2D max pooling of every depth slice followed by a 2D max pooling along the depth.
+
+    The maximum of a box is the maximum over its depth of the maxima of its slices, and
+    Keras's `"same"` pads each axis on its own, so the values are those of one 3D pooling.
+    The gradient is what 3D pooling should give: each window's to one of its maximal
+    entries, the first in (depth, row, column) order, on every backend and in every mode.
+    TensorFlow's CPU 3D max pooling run eagerly gives it to every tied entry of a window
+    instead (eight times the gradient for a window of equal values), and in a graph to
+    one: training on images with flat regions then differed between eager and compiled.
+    """
+    shape = ops.shape(x)
+    batch, depth, rows, columns, channels = (shape[i] for i in range(5))
+    planes = ops.reshape(x, (-1, rows, columns, channels))
+    planes = ops.max_pool(planes, pool_size[1:], strides[1:], padding, "channels_last")
+    pooled = ops.shape(planes)
+    stacked = ops.reshape(planes, (batch, depth, pooled[1] * pooled[2], channels))
+    stacked = ops.max_pool(stacked, (pool_size[0], 1), (strides[0], 1), padding, "channels_last")
+    return ops.reshape(stacked, (batch, -1, pooled[1], pooled[2], channels))
 
 
 class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
@@ -240,6 +263,19 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             and any(n < p for n, p in zip(spatial, self.pool_size, strict=True))
         )
 
+    def _pools_in_float32(self, dtype: Any) -> bool:
+        """Whether this 3D pooling's dtype has no CPU kernel on the backend: TensorFlow has
+        no `float16` 3D pooling, PyTorch no `float16` or `bfloat16` 3D average
+        (`keras.layers.MaxPooling3D` / `AveragePooling3D` fail the same way). `call` then
+        pools in `float32`, which a maximum leaves exact and an average rounds once."""
+        if self.rank != 3:
+            return False
+        dtype = keras.backend.standardize_dtype(dtype)
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            return dtype == "float16"
+        return backend == "torch" and self.mode == "average" and dtype in ("float16", "bfloat16")
+
     def call(self, inputs: Any) -> Any:
         # Channels go last (TensorFlow's CPU pooling only supports channels_last) and the
         # group axis is merged into them, so one ordinary pooling does every element.
@@ -259,8 +295,13 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             # checked. Adding 0 · the checked padding makes the graph depend on that check.
             checked = self._runtime_paddings(x, self._paddings(spatial))
             x = ops.add(x, ops.cast(sum(b for b, _ in checked if b is not None) * 0, x.dtype))
+        dtype = x.dtype
+        if self._pools_in_float32(dtype):
+            x = ops.cast(x, "float32")
         if self._torch_window_over_volume(spatial):
             x = average_pool_same_by_padding(x, self.pool_size, self.strides, spatial)
+        elif self.mode == "max" and self.rank == 3:
+            x = max_pool_3d_by_planes(x, self.pool_size, self.strides, self._keras_padding())
         else:
             pool = ops.max_pool if self.mode == "max" else ops.average_pool
             x = pool(
@@ -270,6 +311,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
                 padding=self._keras_padding(),
                 data_format="channels_last",
             )
+        x = ops.cast(x, dtype)
         pooled = ops.shape(x)
         x = ops.reshape(x, (pooled[0], *pooled[1:-1], order, channels))
         if self.num_cosets > 1:
@@ -277,8 +319,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             x = ops.reshape(
                 x, (pooled[0], *pooled[1:-1], self.subgroup.order, self.num_cosets, channels)
             )
-            reduce = ops.max if self.mode == "max" else ops.mean
-            x = reduce(x, axis=-2)
+            x = reduce_max(x, -2) if self.mode == "max" else ops.mean(x, axis=-2)
         return ops.moveaxis(x, -1, 1) if channels_first else x
 
     def export_plain(self, inputs: Any) -> Any:
@@ -571,8 +612,21 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         self.built = True
 
     def call(self, inputs: Any) -> Any:
-        reduce = ops.max if self.mode == "max" else ops.mean
-        return reduce(inputs, axis=self._reduced_axes(), keepdims=self.keepdims)
+        if self.mode == "average":
+            return ops.mean(inputs, axis=self._reduced_axes(), keepdims=self.keepdims)
+        # Space and the group axis as one axis, for a maximum with a gradient that cannot be
+        # NaN (`fast_paths.reduce_max`).
+        shape = ops.shape(inputs)
+        if self.data_format == "channels_last":
+            flat, axis = ops.reshape(inputs, (shape[0], -1, shape[-1])), 1
+        else:
+            flat, axis = ops.reshape(inputs, (shape[0], shape[1], -1)), 2
+        pooled = reduce_max(flat, axis)
+        if not self.keepdims:
+            return pooled
+        ones = (1,) * (self.rank + 1)
+        kept = (*ones, shape[-1]) if self.data_format == "channels_last" else (shape[1], *ones)
+        return ops.reshape(pooled, (shape[0], *kept))
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         channels = input_shape[-1 if self.data_format == "channels_last" else 1]

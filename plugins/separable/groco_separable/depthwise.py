@@ -28,6 +28,7 @@ from groco_core.layers.conv import (
     torch_compiling,
     torch_conv_channels_last,
 )
+from groco_core.layers.fast_paths import takes
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 
 FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches", "shifts")
@@ -109,6 +110,7 @@ def depthwise_correlation(
         formulation in ("depthwise_conv", "grouped_conv")
         and keras.backend.backend() == "torch"
         and not torch_compiling()
+        and takes("torch_channels_last_conv")
     ):
         # One kernel on PyTorch: a grouped convolution on the channels-last memory as it is
         # (`(8, 28, 28, 256)`, forward + backward: 3×3 3.9–4.6 against 20.0–22.0 ms, 5×5
@@ -118,7 +120,9 @@ def depthwise_correlation(
         channels, multiplier = kernel.shape[-2], kernel.shape[-1]
         grouped = ops.reshape(kernel, (*kernel.shape[:rank], 1, channels * multiplier))
         zero = ((0, 0),) * rank
-        if _torch_tiled_kernel_gradient(kernel, strides, dilation_rate):
+        if _torch_tiled_kernel_gradient(kernel, strides, dilation_rate) and takes(
+            "torch_tiled_depthwise_gradient"
+        ):
             return _torch_depthwise(x, grouped, paddings or zero, channels, bias)
         return torch_conv_channels_last(
             x, grouped, strides, paddings or zero, dilation_rate, groups=channels, bias=bias
@@ -139,11 +143,14 @@ def _depthwise_correlation(
     kernel_size = tuple(kernel.shape[:rank])
     channels, multiplier = kernel.shape[-2], kernel.shape[-1]
     padded = paddings is not None and any(before or after for before, after in paddings)
-    if padded and (formulation != "shifts" or not on_jax_cpu()):
+    jax_shifts = formulation == "shifts" and on_jax_cpu() and takes("jax_shifts_gradient")
+    if padded and not jax_shifts:
         x = ops.pad(x, [(0, 0), *paddings, (0, 0)])
         padded = False
     if formulation == "depthwise_conv":
-        if _tf_swapped_kernel_gradient(kernel, strides, dilation_rate):
+        if _tf_swapped_kernel_gradient(kernel, strides, dilation_rate) and takes(
+            "tensorflow_depthwise_kernel_gradient"
+        ):
             return _tf_depthwise(x, kernel)
         return ops.depthwise_conv(
             x, kernel, strides, "valid", "channels_last", dilation_rate=dilation_rate
@@ -169,9 +176,9 @@ def _depthwise_correlation(
     if multiplier > 1:
         x = ops.repeat(x, multiplier, axis=-1)
     flat_kernel = ops.reshape(kernel, (-1, channels * multiplier))
-    if on_jax_cpu():
+    if jax_shifts:
         return _jax_shifts(x, flat_kernel, geometry, paddings if padded else None)
-    if _tf_shifts_apply(x, geometry):
+    if _tf_shifts_apply(x, geometry) and takes("tensorflow_shifts_gradient"):
         return _tf_shifts(x, flat_kernel, geometry)
     return _shifts(x, flat_kernel, geometry)
 

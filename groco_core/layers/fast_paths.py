@@ -1,0 +1,264 @@
+"""Every backend-specific formulation the layers use, each named beside its plain reference.
+
+A fast path computes what a plain `keras.ops` formulation computes, in a way a backend runs
+faster (or, for `jax_max_gradient`, more robustly). Each one asks `takes(name)` where it
+would be taken; inside `reference_formulations()` the answer is False and the layer computes
+the reference instead, so a test can compare the two on the same layer, weights and input,
+value and gradients, eager and compiled (tests/test_fast_paths.py). `FAST_PATHS` is the one
+place that lists them: a fast path not listed here cannot ask `takes`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import ops
+
+BACKENDS = ("jax", "tensorflow", "torch")
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """One fast path: where it runs, what it is, and the reference it must equal.
+
+    Attributes:
+        name: what `takes` is asked with.
+        backends: the backends where it can be taken.
+        formulation: the function (module-qualified) that computes it.
+        reference: the plain `keras.ops` formulation computed instead inside
+            `reference_formulations()`.
+    """
+
+    name: str
+    backends: tuple[str, ...]
+    formulation: str
+    reference: str
+
+
+_CONV = "groco_core.layers.conv"
+_SEPARABLE = "groco_separable"
+
+FAST_PATHS: dict[str, FastPath] = {
+    path.name: path
+    for path in (
+        FastPath(
+            "torch_tensor_reshape",
+            ("torch",),
+            f"{_CONV}.reshape",
+            "keras.ops.reshape",
+        ),
+        FastPath(
+            "bias_on_merged_axis",
+            BACKENDS,
+            f"{_CONV}.split_group_axis",
+            "the bias added after the group axis is split off (keras.ops.add)",
+        ),
+        FastPath(
+            "jax_tiling_matmul",
+            ("jax",),
+            f"{_CONV}.tile_over_group",
+            "keras.ops.broadcast_to and keras.ops.reshape",
+        ),
+        FastPath(
+            "torch_channels_last_conv",
+            ("torch",),
+            f"{_CONV}.torch_conv_channels_last",
+            "keras.ops.conv (or the depthwise formulation asked for) plus keras.ops.add",
+        ),
+        FastPath(
+            "torch_bias_gradient_apart",
+            ("torch",),
+            f"{_CONV}._torch_biased_convolution",
+            "PyTorch's convolution with its own bias gradient",
+        ),
+        FastPath(
+            "jax_padded_conv",
+            ("jax",),
+            f"{_CONV}.jax_conv",
+            "keras.ops.pad and keras.ops.conv",
+        ),
+        FastPath(
+            "pointwise_matmul",
+            ("jax", "tensorflow"),
+            f"{_CONV}.BaseGroupConv._matmul_applies",
+            "keras.ops.conv with the one-point kernel",
+        ),
+        FastPath(
+            "torch_index_select_gather",
+            ("torch",),
+            f"{_CONV}.KernelGather._torch",
+            "keras.ops.take",
+        ),
+        FastPath(
+            "jax_in_bounds_gather",
+            ("jax",),
+            f"{_CONV}.KernelGather.__call__",
+            "keras.ops.take",
+        ),
+        FastPath(
+            "tensorflow_run_gather",
+            ("tensorflow",),
+            f"{_CONV}._tensorflow_run_gather",
+            "keras.ops.take and keras.ops.moveaxis",
+        ),
+        FastPath(
+            "torch_output_major_kernel",
+            ("torch",),
+            f"{_CONV}.KernelGather.torch_output_major",
+            "keras.ops.take, keras.ops.moveaxis and keras.ops.reshape",
+        ),
+        FastPath(
+            "kernel_cache",
+            BACKENDS,
+            "groco_core.layers.kernel_cache.cached_transformed_kernel",
+            "the layer's transformed_kernel(), expanded on every call",
+        ),
+        FastPath(
+            "jax_transposed_kernel_gradient",
+            ("jax",),
+            "groco_core.layers.conv_transpose.conv_transpose",
+            "keras.ops.conv_transpose differentiated by JAX",
+        ),
+        FastPath(
+            "merged_batch_norm",
+            BACKENDS,
+            "groco_core.layers.normalization.GroupBatchNormalization.call",
+            "keras.layers.BatchNormalization.call",
+        ),
+        FastPath(
+            "jax_max_gradient",
+            ("jax",),
+            f"{__name__}.reduce_max",
+            "keras.ops.max differentiated by JAX",
+        ),
+        FastPath(
+            "torch_tiled_depthwise_gradient",
+            ("torch",),
+            f"{_SEPARABLE}.depthwise._torch_depthwise",
+            "PyTorch's grouped convolution with its own gradients",
+        ),
+        FastPath(
+            "tensorflow_depthwise_kernel_gradient",
+            ("tensorflow",),
+            f"{_SEPARABLE}.depthwise._tf_depthwise",
+            "keras.ops.depthwise_conv differentiated by TensorFlow",
+        ),
+        FastPath(
+            "jax_shifts_gradient",
+            ("jax",),
+            f"{_SEPARABLE}.depthwise._jax_shifts",
+            "the shifted windows times their kernel points (keras.ops), differentiated by JAX",
+        ),
+        FastPath(
+            "tensorflow_shifts_gradient",
+            ("tensorflow",),
+            f"{_SEPARABLE}.depthwise._tf_shifts",
+            "the shifted windows times their kernel points (keras.ops), differentiated by "
+            "TensorFlow",
+        ),
+        FastPath(
+            "jax_pointwise_gradient",
+            ("jax",),
+            f"{_SEPARABLE}.separable._jax_pointwise",
+            "keras.ops.matmul differentiated by JAX",
+        ),
+    )
+}
+
+_state = threading.local()
+_taken: set[str] = set()
+
+
+def _disabled() -> frozenset[str] | None:
+    return getattr(_state, "disabled", frozenset())
+
+
+@contextlib.contextmanager
+def reference_formulations(*names: str) -> Iterator[None]:
+    """Within the block, the named fast paths (all, when none are named) are not taken: the
+    layers compute their plain `keras.ops` references. Layers decide while they are called
+    or traced, so compile a function inside the block to compile the reference.
+
+    Raises:
+        ValueError: for a name `FAST_PATHS` does not list.
+    """
+    for name in names:
+        _check_name(name)
+    previous = _disabled()
+    _state.disabled = previous | frozenset(names or FAST_PATHS)
+    try:
+        yield
+    finally:
+        _state.disabled = previous
+
+
+def takes(name: str) -> bool:
+    """Whether the fast path `name` may be taken now (its other conditions are the
+    caller's): False inside `reference_formulations()` naming it. Records the path as taken
+    (see `taken_fast_paths`)."""
+    _check_name(name)
+    if name in _disabled():
+        return False
+    _taken.add(name)
+    return True
+
+
+def taken_fast_paths() -> frozenset[str]:
+    """The fast paths whose `takes` said yes in this process, so tests can show each one
+    was exercised."""
+    return frozenset(_taken)
+
+
+def _check_name(name: str) -> None:
+    if name not in FAST_PATHS:
+        raise ValueError(
+            f"Unknown fast path {name!r}: list it in groco_core.layers.fast_paths.FAST_PATHS "
+            f"with its reference. Received: name={name!r}. Known: {', '.join(FAST_PATHS)}"
+        )
+
+
+def reduce_max(x: Any, axis: int) -> Any:
+    """`keras.ops.max(x, axis)` whose gradient cannot be NaN on JAX.
+
+    JAX differentiates a maximum by comparing its input with the result and dividing by the
+    number of equal entries (ties share the gradient). Under `jit`, XLA's CPU backend may
+    recompute the input inside the fusion that compares, with other rounding than the
+    fusion that took the maximum (seen with a batch normalization before a global max
+    pooling: the maximum matched no recomputed entry, the count was 0, and every gradient
+    became NaN). Here the comparison also counts the position `argmax` found, so the count
+    is at least 1; where nothing is recomputed (eagerly, or when XLA keeps the input) the
+    gradient is JAX's own, ties shared equally.
+    """
+    if keras.backend.backend() != "jax" or not takes("jax_max_gradient"):
+        return ops.max(x, axis=axis)
+    return _jax_reduce_max(x, axis % len(x.shape))
+
+
+def _jax_reduce_max(x: Any, axis: int) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_vjp
+    def maximum(x):
+        return jnp.max(x, axis=axis)
+
+    def forward(x):
+        return jnp.max(x, axis=axis), (x, jnp.max(x, axis=axis), jnp.argmax(x, axis=axis))
+
+    def backward(residuals, upstream):
+        x, result, position = residuals
+        positions = jax.lax.broadcasted_iota(position.dtype, x.shape, axis)
+        chosen = (x == jnp.expand_dims(result, axis)) | (
+            positions == jnp.expand_dims(position, axis)
+        )
+        chosen = chosen.astype(upstream.dtype)
+        count = jnp.sum(chosen, axis=axis, keepdims=True)
+        return (chosen * (jnp.expand_dims(upstream, axis) / count),)
+
+    maximum.defvjp(forward, backward)
+    return maximum(jnp.asarray(x))
