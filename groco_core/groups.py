@@ -201,16 +201,23 @@ class MatrixGroup(PointGroup):
             subgroup: a registered group's name (case-insensitive) or a group object.
 
         Raises:
-            ValueError: when it is not a subgroup, listing the subgroups there are.
+            ValueError: when it is not a subgroup (or no group has that name), listing the
+                subgroups there are and the closest matches among them.
         """
         from groco_core import registry
 
-        other = registry.get_group(subgroup) if isinstance(subgroup, str) else subgroup
+        other = subgroup
+        if isinstance(subgroup, str):
+            other = registry.get_group(subgroup, subgroup_of=self)
         indices = self._indices_of_group(other) if isinstance(other, PointGroup) else None
         if indices is None:
+            name = getattr(other, "name", str(other))
+            subgroups = list(self.subgroups)
+            # A registered name, so only a near miss is a suggestion ("C4" for "P4").
+            closest = registry.closest_match_note(name, subgroups, " among them", max_edits=1)
             raise ValueError(
-                f"{getattr(other, 'name', other)!r} is not a subgroup of {self.name}. "
-                f"Subgroups of {self.name}: {', '.join(self.subgroups)}."
+                f"{name!r} is not a subgroup of {self.name}. Subgroups of {self.name}: "
+                f"{', '.join(subgroups)}.{closest}"
             )
         return indices
 

@@ -190,7 +190,7 @@ class _Registry:
         ]
         notes = []
         if unknown:
-            closest = _closest(unknown[0], list(_HOOK_NAMES)).strip()
+            closest = closest_match_note(unknown[0], list(_HOOK_NAMES)).strip()
             notes.append(
                 f"unknown hook(s) {', '.join(sorted(unknown))}: GroCo's hooks are "
                 f"{' and '.join(_HOOK_NAMES)} ({closest[:-1]})"
@@ -464,12 +464,20 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _closest(name: str, candidates: list[str]) -> str:
-    """The candidate fewest edits away; ties go to the same length (a typo more often
+def _extending(name: str, candidates: list[str]) -> list[str]:
+    """The candidates that are `name` followed by `_` and a suffix (case-insensitive), sorted:
+    for `"C2"`, `C2_a` and `C2_f`."""
+    prefix = name.lower() + "_"
+    return sorted(c for c in candidates if c.lower().startswith(prefix))
+
+
+def _closest_matches(name: str, candidates: list[str], max_edits: int | None = None) -> list[str]:
+    """Every candidate `name` could mean: those `_extending` it, then the one fewest edits
+    away (if at most `max_edits`). Ties of edits go to the same length (a typo more often
     replaces a character than drops one: "P4N" means "P4M" rather than "P4"), then to the
     most similar."""
     if not candidates:
-        return ""
+        return []
     key = name.lower()
     best = min(
         candidates,
@@ -480,37 +488,80 @@ def _closest(name: str, candidates: list[str]) -> str:
             c,
         ),
     )
-    return f" Closest match: {best!r}."
+    extending = _extending(name, candidates)
+    if best in extending or (
+        max_edits is not None and _edit_distance(key, best.lower()) > max_edits
+    ):
+        return extending
+    return [*extending, best]
+
+
+def closest_match_note(
+    name: str, candidates: list[str], among: str = "", max_edits: int | None = None
+) -> str:
+    """The end of a message about a name that does not fit: `" Closest match: 'P4M'."`, or
+    with `among=" among them"` `" Closest matches among them: 'C2_a', 'C2_f', 'C1'."`:
+    every candidate that is `name` followed by `_` and a suffix, and the one fewest edits
+    away (if at most `max_edits`). Empty when there is none."""
+    matches = _closest_matches(name, candidates, max_edits)
+    if not matches:
+        return ""
+    label = "Closest match" if len(matches) == 1 else "Closest matches"
+    return f" {label}{among}: {', '.join(repr(m) for m in matches)}."
 
 
 # -- public API -------------------------------------------------------------------------
 
 
-def get_group(name: str | PointGroup) -> PointGroup:
+def get_group(name: str | PointGroup, *, subgroup_of: PointGroup | None = None) -> PointGroup:
     """Returns the registered group with this name (case-insensitive).
 
     A `PointGroup` object is returned as it is, so every `group=` argument takes either.
 
+    Args:
+        name: a group name or a group.
+        subgroup_of: for a `subgroup=` argument, the group it is to be a subgroup of: an
+            unknown name is then answered with that group's subgroups, and the closest
+            matches among them first.
+
     Raises:
         TypeError: when `name` is neither a string nor a group.
-        ValueError: when no plugin provides the name; lists the groups there are and the
-            closest match.
+        ValueError: when no plugin provides the name; lists the groups there are (the
+            subgroups of `subgroup_of`) and every name it could mean (see
+            `closest_match_note`).
     """
     if isinstance(name, PointGroup):
         return name
     if not isinstance(name, str):
+        argument = "group" if subgroup_of is None else "subgroup"
         raise TypeError(
-            f"group must be a group name (str) or a PointGroup. Received: group={name!r} "
-            f"of type {type(name).__name__}"
+            f"{argument} must be a group name (str) or a PointGroup. Received: "
+            f"{argument}={name!r} of type {type(name).__name__}"
         )
     _registry.ensure_loaded("groups")
     entry = _registry.groups.get(name.lower())
     if entry is None:
         available = [group.name for group, _ in _registry.groups.values()]
-        raise ValueError(
+        unknown = (
             f"Unknown group {name!r}: no installed plugin provides it, and a plugin must "
-            f"provide every group. Available groups: {', '.join(sorted(available))}."
-            f"{_closest(name, available)}"
+            "provide every group."
+        )
+        if subgroup_of is None:
+            raise ValueError(
+                f"{unknown} Available groups: {', '.join(sorted(available))}."
+                f"{closest_match_note(name, available)}"
+            )
+        subgroups = list(subgroup_of.subgroups)
+        others = _extending(name, [g for g in available if g not in subgroups])
+        elsewhere = ""
+        if others:
+            elsewhere = (
+                f" Other groups it could mean, not subgroups of {subgroup_of.name}: "
+                f"{', '.join(repr(m) for m in others)}."
+            )
+        raise ValueError(
+            f"{unknown} Subgroups of {subgroup_of.name}: {', '.join(subgroups)}."
+            f"{closest_match_note(name, subgroups, among=' among them')}{elsewhere}"
         )
     return entry[0]
 
@@ -551,7 +602,7 @@ def get_layer(name: str) -> type:
         available = sorted(_registry.layers)
         raise ValueError(
             f"Unknown layer {name!r}. Available layers: {', '.join(available)}."
-            f"{_closest(name, available)}"
+            f"{closest_match_note(name, available)}"
         )
     return entry[0]
 

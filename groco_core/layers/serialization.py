@@ -1,10 +1,12 @@
-"""What every group layer shares when it is saved to and loaded from a config."""
+"""What every group layer shares: its groups saved by plugin and checked on loading, and
+its input checked on every call."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from groco_core import registry
+from groco_core.layers.arguments import check_call_input
 from groco_core.registry import get_group
 
 _GROUP_KEYS = ("group", "subgroup")
@@ -12,14 +14,25 @@ PROVENANCE_KEY = "group_plugins"
 
 
 class RegisteredGroupsMixin:
-    """Saves where a layer's groups come from, and loads the layer only when they exist.
+    """Saves where a layer's groups come from, loads the layer only when they exist, and
+    refuses an input of a kind the layer does not take.
 
     `get_config` adds `group_plugins`: for each group the layer uses, the plugin and the
     distribution that provided it. Keras turns any error raised by a constructor during
     loading into a `TypeError` about deserialization; a group that no plugin provides
     deserves its own `ValueError`, naming the group, saying that a plugin must provide it,
-    and which plugin did when the model was saved. Put the mixin first among the bases.
+    and which plugin did when the model was saved.
+
+    `__call__` first compares the input's shape with what the layer takes or was built on
+    (`arguments.check_call_input`): an image given to a layer built on signals on the group,
+    or the reverse, a changed number of channels or group axis, or an image given to a
+    layer of signals only. Keras's own input-spec check and the backend come after it, and
+    say less. Put the mixin first among the bases.
     """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        check_call_input(self, args[0] if args else kwargs.get("inputs"))
+        return super().__call__(*args, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

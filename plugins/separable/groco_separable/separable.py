@@ -26,6 +26,7 @@ from groco_core.layers.conv import (
     torch_compiling,
     torch_conv_channels_last,
 )
+from groco_core.layers.fast_paths import takes
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_separable.depthwise import (
@@ -102,12 +103,20 @@ class PointwiseGroupConv(BaseGroupConv):
             x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         kernel = cached_transformed_kernel(self, training)  # (1, ..., 1, [|G|·]C, |H|·F)
         elements = len(self._output_elements)
-        if keras.backend.backend() == "torch" and not torch_compiling():
+        if (
+            keras.backend.backend() == "torch"
+            and not torch_compiling()
+            and takes("torch_channels_last_conv")
+        ):
             zero, ones = ((0, 0),) * self.rank, (1,) * self.rank
             bias = tile_over_group(self.bias, elements) if self.use_bias else None
             y = torch_conv_channels_last(x, kernel, ones, zero, ones, bias=bias)
             y = split_group_axis(y, elements, self.filters)
-        elif keras.backend.backend() == "jax" and JAX_POINTWISE_OWN_GRADIENT:
+        elif (
+            keras.backend.backend() == "jax"
+            and JAX_POINTWISE_OWN_GRADIENT
+            and takes("jax_pointwise_gradient")
+        ):
             bias = tile_over_group(self.bias, elements) if self.use_bias else None
             y = _jax_pointwise(x, ops.reshape(kernel, kernel.shape[-2:]), bias)
             y = split_group_axis(y, elements, self.filters)
@@ -279,6 +288,16 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
         if self.order == "depthwise_first":
             return self.depthwise, self.pointwise
         return self.pointwise, self.depthwise
+
+    @property
+    def lifting(self) -> bool:
+        """Whether the layer was built on an image (known once built)."""
+        return self.parts[0].lifting
+
+    @property
+    def in_channels(self) -> int:
+        """The input's channels (known once built)."""
+        return self.parts[0].in_channels
 
     def build(self, input_shape: tuple) -> None:
         shape = tuple(input_shape)
