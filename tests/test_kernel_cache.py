@@ -369,21 +369,24 @@ def test_kernel_row_gather_and_its_gradient(permutations, row):
         # The gather into PyTorch's weight layout: `(|H|, F, ..., C)`, the same values.
         import torch
 
-        output_major = gather.torch_output_major(torch.tensor(flat))
+        from groco_core.backend import torch as torch_backend
+
+        output_major = torch_backend.output_major(gather, torch.tensor(flat))
         np.testing.assert_array_equal(output_major.numpy(), np.moveaxis(flat[indices], -1, 1))
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the gather into PyTorch's weight layout")
 @pytest.mark.parametrize("take_max_entries", [-1, 2**62], ids=["by-rows", "entry-by-entry"])
 def test_torch_output_major_gather_and_its_gradient_either_way(take_max_entries, monkeypatch):
-    """`KernelGather.torch_output_major` by rows and entry by entry (`torch.take`): the
+    """`groco_core.backend.torch.output_major` by rows and entry by entry (`torch.take`): the
     values of numpy's gather with the fields moved second, and the gradient of numpy's
     scatter-add over the elements."""
     import torch
 
+    from groco_core.backend import torch as torch_backend
     from groco_core.layers import conv
 
-    monkeypatch.setattr(conv, "TORCH_TAKE_MAX_ENTRIES", take_max_entries)
+    monkeypatch.setattr(torch_backend, "TAKE_MAX_ENTRIES", take_max_entries)
     rng = np.random.default_rng(2)
     indices = np.stack([rng.permutation(6).reshape(2, 3) for _ in range(4)]).astype("int32")
     gather = conv.KernelGather(indices)
@@ -391,7 +394,7 @@ def test_torch_output_major_gather_and_its_gradient_either_way(take_max_entries,
     expected = np.moveaxis(flat[indices], -1, 1)  # (|H|, F, 2, 3, C)
     weights = rng.normal(size=expected.shape).astype("float32")
     kernel = torch.tensor(flat, requires_grad=True)
-    output_major = gather.torch_output_major(kernel)
+    output_major = torch_backend.output_major(gather, kernel)
     assert output_major.is_contiguous()
     np.testing.assert_array_equal(output_major.detach().numpy(), expected)
     (output_major * torch.tensor(weights)).sum().backward()

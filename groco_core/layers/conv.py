@@ -8,7 +8,6 @@ and handed to one `keras.ops.conv`, the group axis merged into the channel axis.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -16,6 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from groco_core import backend
+from groco_core.backend import jax as jax_backend
+from groco_core.backend import torch as torch_backend
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
 from groco_core.layers.fast_paths import takes
@@ -23,6 +25,19 @@ from groco_core.layers.kernel_cache import cached_transformed_kernel
 from groco_core.layers.lora import LoRAKernelMixin
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
+
+
+def jax_conv(
+    x: Any,
+    kernel: Any,
+    strides: tuple[int, ...],
+    paddings: tuple[tuple[int, int], ...],
+    dilation_rate: tuple[int, ...],
+) -> Any:
+    """The convolution `GroupConv2D` runs on JAX at stride 1 (`_jax_conv_applies`):
+    `groco_core.backend.jax.conv`, explicit zero paddings handed to XLA."""
+    return jax_backend.conv(x, kernel, strides, paddings, dilation_rate)
+
 
 _EXAMPLE_GROUP = {1: "LM", 2: "P4M", 3: "Oh"}
 
@@ -85,22 +100,16 @@ def add_kernel_and_bias(
 
 
 def eager_torch() -> bool:
-    """Whether this runs on PyTorch outside `torch.compile`, where the layers call `torch`
-    directly in their hot path. Public for layer plugins."""
-    return keras.backend.backend() == "torch" and not torch_compiling()
+    """Whether this runs on PyTorch outside `torch.compile`, where layers may call `torch`
+    directly. Public for layer plugins."""
+    return backend.call("eager") is True
 
 
 def reshape(x: Any, shape: tuple) -> Any:
-    """`keras.ops.reshape`, except on PyTorch outside `torch.compile`, where it is the
-    tensor's own `reshape`: there Keras's took about 16 µs a call and the tensor's 1 µs, and
-    a group layer reshapes four to six times per call. Public for layer plugins."""
-    if eager_torch() and takes("torch_tensor_reshape"):
-        import torch
-
-        if not isinstance(x, torch.Tensor):
-            x = ops.convert_to_tensor(x)
-        return x.reshape(shape)
-    return ops.reshape(x, shape)
+    """`keras.ops.reshape`, or the backend's quicker reshape (eager PyTorch's own, a fraction
+    of Keras's cost per call). Public for layer plugins."""
+    y = backend.call("reshape", x, shape)
+    return ops.reshape(x, shape) if y is NotImplemented else y
 
 
 def split_group_axis(y: Any, elements: int, fields: int, bias: Any = None) -> Any:
@@ -123,44 +132,16 @@ def split_group_axis(y: Any, elements: int, fields: int, bias: Any = None) -> An
     return reshape(ops.add(y, tile_over_group(bias, elements)), split_shape)
 
 
-# Up to this many entries of the 0/1 matrix, `tile_over_group` tiles by a matrix product on JAX.
-JAX_TILING_LIMIT = 2**20
-
-
-@functools.lru_cache(maxsize=64)
-def _tiling_matrix(elements: int, fields: int) -> np.ndarray:
-    """`(elements·fields, fields)`: row `h·fields + c` is the unit vector `c`."""
-    return np.tile(np.eye(fields, dtype="float32"), (elements, 1))
-
-
 def tile_over_group(vector: Any, elements: int) -> Any:
     """`vector` `(fields,)` repeated `elements` times: the same per-field values (a bias, a
     batch norm's statistics) on the merged axis `(elements·fields,)`, channel
-    `h·fields + c`. Public for layer plugins.
-
-    On JAX (up to `JAX_TILING_LIMIT` entries of the matrix) this is a product with a constant
-    0/1 matrix. XLA fuses whatever feeds an elementwise operation into its loop, so a tile
-    made by broadcast and reshape is recomputed for every element of the tensor it is added
-    to or multiplied with, an index modulo `fields` each, which keeps the loop from
-    vectorizing; a matrix product it computes once. A multiply-add of `(32, 28, 28, 128)` with
-    vectors of 16 values tiled 8 times took 0.82–0.98 ms tiled by broadcast, 0.33–0.41 ms
-    tiled by the product, and 0.34–0.36 ms with vectors of 128 values (benchmarks/micro.py,
-    two runs).
-    """
+    `h·fields + c` (on JAX as a product with a 0/1 matrix, see `groco_core.backend.jax`).
+    Public for layer plugins."""
+    y = backend.call("tile", vector, elements)
+    if y is not NotImplemented:
+        return y
     fields = vector.shape[0]
-    if (
-        keras.backend.backend() == "jax"
-        and elements * fields * fields <= JAX_TILING_LIMIT
-        and takes("jax_tiling_matmul")
-    ):
-        return ops.matmul(ops.cast(_tiling_matrix(elements, fields), vector.dtype), vector)
     return reshape(ops.broadcast_to(vector, (elements, fields)), (elements * fields,))
-
-
-# Ranks whose convolutions on PyTorch sum their bias gradient apart (`torch_conv_channels_last`).
-TORCH_BIAS_GRADIENT_APART_RANKS = frozenset({2, 3})
-# Whether a 1D convolution on PyTorch that takes gradients gets its input as a contiguous copy.
-TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS = True
 
 
 def torch_conv_channels_last(
@@ -172,19 +153,9 @@ def torch_conv_channels_last(
     groups: int = 1,
     bias: Any = None,
 ) -> Any:
-    """A channels-last convolution on PyTorch without Keras's layout round trip. Public for
-    layer plugins.
-
-    `keras.ops.conv` with `channels_last` copies the input to channels-first and then back to
-    PyTorch's channels-last memory format before the convolution (two copies of the input
-    per call, and their gradients). A channels-last tensor with its channel axis moved second
-    already is channels-last memory, which PyTorch's convolution takes as it is, and its
-    output moved back is again a plain channels-last tensor. PyTorch has no channels-last
-    format for 1D, and its 1D convolution copies such a view to contiguous memory, in the
-    forward pass and again in the backward pass; where gradients are taken, the input is
-    copied once here instead (`TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS`: the train step of
-    the LM row of benchmarks/overhead.py 4–13% faster, benchmarks/micro.py `--only
-    torch_conv1d`, two runs). Inference keeps the view: copied here, it was no faster.
+    """A channels-last convolution on eager PyTorch without Keras's layout copies
+    (`groco_core.backend.torch.conv`), for a caller that checked `eager_torch()` and
+    `takes("torch_channels_last_conv")`. Public for layer plugins.
 
     Args:
         x: `(batch, *spatial, C)`.
@@ -192,212 +163,38 @@ def torch_conv_channels_last(
         strides, dilation_rate: per spatial axis.
         paddings: zeros `(before, after)` per spatial axis.
         groups: feature groups, as in `keras.ops.conv` (`C` for a depthwise convolution).
-        bias: `(F,)` or None. Added by the convolution itself: oneDNN adds it while it writes
-            the output, where a separate add is one more pass over it (inference,
-            `(32, 28, 28, 128)`, 3×3: 20.3 against 22.6–22.8 ms; benchmarks/micro.py). Where
-            it gets a gradient, in 2D and 3D (`TORCH_BIAS_GRADIENT_APART_RANKS`), that
-            gradient is the upstream summed here (`_torch_biased_convolution`): PyTorch's 2D
-            convolution backward took 0.7–1.1 ms longer when it computed the bias gradient
-            too (P4 lifting row of benchmarks/overhead.py, 2.0–2.4 against 1.3–1.5 ms per
-            step in `torch.profiler`). Summed apart, the train steps of four 2D rows were
-            1–11% faster in 7 of 8 timings and 10% slower in one (benchmarks/micro.py
-            `--only torch_bias_gradient`, two runs). In 3D, two runs of 61 repeats each
-            (`--only torch_3d_bias_gradient --repeats 61`, 2026-12-04) had the lifting
-            `same_equiv` rows 6–11% faster summed apart and the other six rows within
-            −2.8% to +2.0%.
+        bias: `(F,)` or None, added by the convolution.
 
     Returns:
         `(batch, *out, F)`.
     """
-    import torch
-    import torch.nn.functional as tnn
-
-    rank = len(strides)
-    x = ops.convert_to_tensor(x)
-    channels_first = x.permute(0, rank + 1, *range(1, rank + 1))
-    weights = ops.convert_to_tensor(kernel).permute(rank + 1, rank, *range(rank))
-    if all(before == after for before, after in paddings):
-        padding = tuple(before for before, _ in paddings)
-    else:  # torch.nn.functional.pad takes the last axis first
-        flat = [side for pair in reversed(paddings) for side in pair]
-        channels_first = tnn.pad(channels_first, flat)
-        padding = 0
-    if (
-        rank == 1
-        and TORCH_CONTIGUOUS_1D_INPUT_FOR_GRADIENTS
-        and torch.is_grad_enabled()
-        and (x.requires_grad or weights.requires_grad)
-    ):
-        channels_first = channels_first.contiguous()
-    convolution = {1: tnn.conv1d, 2: tnn.conv2d, 3: tnn.conv3d}[rank]
-    if bias is not None:
-        bias = ops.convert_to_tensor(bias)
-    if (
-        bias is not None
-        and rank in TORCH_BIAS_GRADIENT_APART_RANKS
-        and torch.is_grad_enabled()
-        and bias.requires_grad
-        and takes("torch_bias_gradient_apart")
-    ):
-        y = _torch_biased_convolution()(
-            channels_first, weights, bias, strides, padding, dilation_rate, groups
-        )
-    else:
-        y = convolution(
-            channels_first,
-            weights,
-            bias,
-            stride=strides,
-            padding=padding,
-            dilation=dilation_rate,
-            groups=groups,
-        )
-    return y.permute(0, *range(2, rank + 2), 1)
-
-
-@functools.cache
-def _torch_biased_convolution() -> Any:
-    """`apply(x, weight, bias, strides, padding, dilation_rate, groups)`: PyTorch's
-    convolution with its bias, whose bias gradient is the upstream summed here instead of by
-    the convolution's backward. Made on first use, so that importing this module needs no
-    PyTorch."""
-    import torch
-
-    class BiasedConvolution(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, bias, strides, padding, dilation_rate, groups):
-            ctx.save_for_backward(x, weight)
-            ctx.options = (strides, padding, dilation_rate, groups)
-            convolution = {3: torch.conv1d, 4: torch.conv2d, 5: torch.conv3d}[x.dim()]
-            return convolution(x, weight, bias, strides, padding, dilation_rate, groups)
-
-        @staticmethod
-        def backward(ctx, upstream):
-            x, weight = ctx.saved_tensors
-            strides, padding, dilation_rate, groups = ctx.options
-            rank = x.dim() - 2
-            if isinstance(padding, int):
-                padding = (padding,) * rank
-            mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-            input_gradient, kernel_gradient, _ = torch.ops.aten.convolution_backward(
-                upstream, x, weight, None, strides, padding, dilation_rate, False,
-                (0,) * rank, groups, mask
-            )  # fmt: skip
-            bias_gradient = upstream.sum((0, *range(2, rank + 2)))
-            return input_gradient, kernel_gradient, bias_gradient, None, None, None, None
-
-    return BiasedConvolution.apply
+    return torch_backend.channels_last_conv(
+        x, kernel, strides, paddings, dilation_rate, groups, bias
+    )
 
 
 def on_jax_cpu() -> bool:
     """Whether this runs on JAX computing on the CPU, where some layers take gradients XLA's
     CPU backend runs faster than its own. Public for layer plugins."""
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu"
-
-
-def jax_conv(
-    x: Any,
-    kernel: Any,
-    strides: tuple[int, ...],
-    paddings: tuple[tuple[int, int], ...],
-    dilation_rate: tuple[int, ...],
-) -> Any:
-    """A channels-last convolution on JAX with explicit zero `paddings` handed to XLA, where
-    at least one side is padded. Public for layer plugins.
-
-    XLA's CPU backend runs a 2D convolution without any padding on a slower path than one
-    with some. So where nothing is padded, this pads one zero row at the end of the first
-    spatial axis and drops the output row it adds, if any (no window of the unpadded input
-    reaches that row). Other paddings go to the convolution as they are, with no separate
-    pad. `valid` convolutions of `(16, 28, 28, 128)`, forward pass / forward pass and
-    gradients in ms, unpadded against this way (benchmarks/micro.py):
-
-    | kernel, stride, dilation | unpadded | `jax_conv` |
-    |---|---|---|
-    | 3×3, 1, 1 | 37.8 / 53.8 | 10.2 / 24.7 |
-    | 5×5, 1, 1 | 100.8 / 112.0 | 19.5 / 48.1 |
-    | 3×3, 1, 2 | 33.1 / 49.5 | 8.5 / 26.4 |
-    | 2×2, 1, 1 | 10.3 / 18.0 | 8.6 / 15.8 |
-    | 3×3, 2, 1 | 4.7 / 9.3 | 3.5 / 9.3 |
-    | 1×1, 1, 1 | 2.4 / 9.8 | 1.7 / 131.8 |
-
-    and no gain in 1D (`(32, 256, 32)`, 3) or 3D (`(4, 12, 12, 12, 96)`, 3×3×3). So
-    `BaseGroupConv` uses it in 2D at stride 1 with at least 2 kernel points per axis only.
-
-    Args:
-        x: `(batch, *spatial, C)`.
-        kernel: `(*kernel_size, C, F)`.
-        strides, dilation_rate: per spatial axis.
-        paddings: zeros `(before, after)` per spatial axis.
-    """
-    from jax import lax
-
-    rank = len(strides)
-    names = "DHW"[-rank:]
-    numbers = (f"N{names}C", f"{names}IO", f"N{names}C")
-    paddings = [tuple(int(p) for p in pair) for pair in paddings]
-    keep = None
-    if not any(before or after for before, after in paddings):
-        n, k = int(x.shape[1]), int(kernel.shape[0])
-        s, d = strides[0], dilation_rate[0]
-        keep = (n - d * (k - 1) - 1) // s + 1
-        if (n - d * (k - 1)) // s + 1 == keep:
-            keep = None  # the extra row adds no output
-        paddings[0] = (0, 1)
-    kernel = ops.convert_to_tensor(kernel)
-    x = ops.convert_to_tensor(x, dtype=kernel.dtype)
-    y = lax.conv_general_dilated(
-        x,
-        kernel,
-        tuple(strides),
-        paddings,
-        rhs_dilation=tuple(dilation_rate),
-        dimension_numbers=numbers,
-    )
-    return y if keep is None else y[:, :keep]
+    return backend.call("on_cpu") is True
 
 
 def torch_compiling() -> bool:
     """Whether this runs on PyTorch inside `torch.compile`, where code paths that call
     `torch` directly give way to Keras's own ops (which the compiler traces). Public for
     layer plugins."""
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    return torch.compiler.is_compiling()
-
-
-# `KernelGather` on TensorFlow reads kernel rows shorter than this many bytes as `int64`
-# entries (see `_tensorflow_run_gather`).
-TF_WIDE_ROW_BYTES = 32
-# `KernelGather.torch_output_major` takes transformed kernels of up to this many entries one
-# entry at a time (`torch.take`), larger ones by rows.
-TORCH_TAKE_MAX_ENTRIES = 2**16
+    return backend.call("compiling") is True
 
 
 class KernelGather:
-    """The gather that transforms a kernel by every output element, prepared per backend.
+    """The gather that transforms a kernel by every output element.
 
     `indices` is `(|H|, ...)`: row `h` lists, for every entry of the transformed kernel,
     which row of the flattened kernel it takes; usually each row, flattened, lists every
     kernel row once (a permutation). Calling it with the flattened kernel `(n, ...)` returns
-    `flat[indices]`, `(*indices.shape, ...)`. Public for layer plugins.
-
-    Per backend, the cheapest formulation measured (benchmarks/overhead.py's shapes):
-
-    - PyTorch: one `torch.index_select` with an index tensor made once per device, instead
-      of `keras.ops.take`, which converts the numpy indices and checks their signs on every
-      call (about 30 extra operations per train step, a fixed cost that shows on small steps).
-    - TensorFlow: where the rows are permutations, the gradient is a gather with the inverse
-      permutations summed over `h` instead of TensorFlow's scatter-add
-      (`UnsortedSegmentSum`): the kernel transformation's forward and backward went from
-      1.24 to 0.92 ms (O) and 2.24 to 1.53 ms (Oh).
-    - JAX: a gather with the indices promised in bounds (no masking in the compiled gather).
+    `flat[indices]`, `(*indices.shape, ...)`: `keras.ops.take`, or the backend's own gather
+    (`groco_core.backend`), which keeps what it prepares from the indices in
+    `backend_cache`. Public for layer plugins.
     """
 
     def __init__(self, indices: np.ndarray):
@@ -409,224 +206,32 @@ class KernelGather:
             np.broadcast_to(np.arange(rows.shape[1]), rows.shape),
         )
         self.inverse = inverse.astype("int32") if permutations else None
-        self._torch_indices: dict[Any, Any] = {}
-        self._torch_output_major: dict[Any, Any] = {}
-        self._tensorflow_tables: dict[Any, Any] = {}
+        self._backend_caches: dict[str, dict] = {}
+
+    def backend_cache(self, name: str) -> dict:
+        """A dictionary for backend `name`'s tables made from the indices (made once)."""
+        return self._backend_caches.setdefault(name, {})
 
     def __call__(self, flat: Any) -> Any:
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
-        backend = keras.backend.backend()
-        if backend == "torch" and not torch_compiling() and takes("torch_index_select_gather"):
-            return self._torch(flat)
-        if (
-            backend == "tensorflow"
-            and self.permutes(flat.shape[0])
-            and takes("tensorflow_run_gather")
-        ):
-            return self._tensorflow(flat)
-        if backend == "jax" and takes("jax_in_bounds_gather"):
-            return flat.at[self.indices].get(mode="promise_in_bounds")
-        return ops.take(flat, self.indices, axis=0)
-
-    def _torch(self, flat: Any) -> Any:
-        """`__call__` on eager PyTorch (torch.compile traces Keras's own take)."""
-        import torch
-
-        index = self._torch_indices.get(flat.device)
-        if index is None:
-            index = torch.from_numpy(self.indices.reshape(-1).astype("int64")).to(flat.device)
-            self._torch_indices[flat.device] = index
-        taken = torch.index_select(flat, 0, index)
-        return taken.view(*self.indices.shape, *flat.shape[1:])
+        y = backend.call("gather", self, flat)
+        return ops.take(flat, self.indices, axis=0) if y is NotImplemented else y
 
     def permutes(self, rows: int) -> bool:
         """Whether every row of `indices` lists each of `rows` kernel rows exactly once."""
         return self.inverse is not None and self.inverse.shape[1] == rows
 
-    def torch_output_major(self, flat: Any) -> Any:
-        """Eager PyTorch, where `permutes(flat.shape[0])`: `flat` `(n, C, F)` gathered as
-        `(|H|, F, *indices.shape[1:], C)`, contiguous. Public for layer plugins.
-
-        That is a transformed kernel `(|H|·F, K[, |G|]·C)` with its output axis first and
-        its input axis last: the memory layout PyTorch's convolution uses for its weight with
-        a channels-last input. Permuted into Keras's layout, it is handed to the convolution
-        without a copy, and the convolution's kernel gradient arrives in it. The gather runs
-        over rows of `C` values, its index made once per device; its gradient gathers the
-        upstream rows with the inverse permutations and sums over `h` (PyTorch's own, a
-        scatter-add, was slower). For `Oh` (3×3×3 kernel, 4 fields in and out, input
-        `(4, 12, 12, 12, 192)`), the kernel transformation and the convolution, forward and
-        kernel gradient, were faster this way than as a gather followed by a copy into
-        Keras's layout in each of six runs of benchmarks/micro.py, by 0.2–1.8 ms of 39–47 ms.
-
-        A transformed kernel of up to `TORCH_TAKE_MAX_ENTRIES` entries is instead taken
-        entry by entry with one `torch.take` (its gradient PyTorch's own accumulating `put_`):
-        for the lifting kernels of `benchmarks/overhead.py` that is one operation forward and
-        one backward where the row gather makes several, with a Python backward. 20 calls with
-        the kernel gradient, by rows against entry by entry, in ms (`KERAS_BACKEND=torch
-        python benchmarks/micro.py --only torch_take`, two runs): 9 216 entries (P4 lifting)
-        5.04 / 3.20 and 6.84 / 4.50; 20 736 (Oh lifting) 6.46 / 4.51 and 7.30 / 5.08; 62 208
-        (O on a group input, 2 fields) 9.75 / 8.03 and 11.78 / 11.30; 82 944 (P4M, 12
-        fields) 8.12 / 9.84 and 10.72 / 12.57.
-        """
-        import torch
-
-        n, channels, fields = flat.shape
-        size = self.indices.size * channels * fields
-        if size <= TORCH_TAKE_MAX_ENTRIES:
-            index = self._torch_output_major.get((flat.device, channels, fields, "take"))
-            if index is None:
-                # Entry `(h, f, i, c)` is `flat[indices[h, i], c, f]`, at `(j·C + c)·F + f`.
-                rows = self.indices.reshape(self.indices.shape[0], 1, -1, 1)
-                entries = (rows * channels + np.arange(channels)) * fields
-                entries = entries + np.arange(fields)[None, :, None, None]
-                shape = (self.indices.shape[0], fields, *self.indices.shape[1:], channels)
-                index = torch.from_numpy(entries.reshape(shape).astype("int64")).to(flat.device)
-                self._torch_output_major[(flat.device, channels, fields, "take")] = index
-            return torch.take(flat, index)
-        prepared = self._torch_output_major.get((flat.device, fields))
-        if prepared is None:
-            # Table row `f·n + j` is `flat[j, :, f]`; per `h`, the rows and their inverse.
-            elements, offsets = self.indices.shape[0], n * np.arange(fields)[None, :, None]
-            rows = (self.indices.reshape(elements, 1, n) + offsets).reshape(elements, -1)
-            inverse = (self.inverse[:, None, :] + offsets).reshape(elements, -1)
-            inverse = inverse + fields * n * np.arange(elements)[:, None]
-            prepared = (
-                torch.from_numpy(rows.reshape(-1).astype("int64")).to(flat.device),
-                torch.from_numpy(inverse.reshape(-1).astype("int64")).to(flat.device),
-            )
-            self._torch_output_major[(flat.device, fields)] = prepared
-        table = flat.permute(2, 0, 1).reshape(fields * n, channels)  # (F·n, C), small
-        gathered = _torch_row_gather()(table, *prepared)
-        return gathered.view(*self.indices.shape[:1], fields, *self.indices.shape[1:], channels)
-
-    def _tensorflow(self, flat: Any) -> Any:
-        """`__call__` on TensorFlow with permutation rows: one `_tensorflow_run_gather` of
-        whole kernel rows."""
-        import tensorflow as tf
-
-        elements, n = self.inverse.shape
-        tail = tuple(flat.shape[1:])
-        prepared = self._tensorflow_tables.get("rows")
-        if prepared is None:
-            # Upstream row `h·n + i` is output `(h, i)`; kernel row `j` went to `inverse[h, j]`.
-            inverse = self.inverse + n * np.arange(elements, dtype="int32")[:, None]
-            prepared = (self.indices.reshape(-1, 1), inverse[..., None])
-            self._tensorflow_tables["rows"] = prepared
-        gathered = _tensorflow_run_gather(tf.reshape(flat, (n, math.prod(tail))), *prepared)
-        return tf.reshape(gathered, (*self.indices.shape, *tail))
-
     def moved(self, flat: Any, lead: int) -> Any:
         """`flat` `(n, *D)` gathered with the element axis placed after the first `lead` axes
         of `D`: `(*indices.shape[1:], *D[:lead], |H|, *D[lead:])`, the values of
         `moveaxis(self(flat), 0, indices.ndim - 1 + lead)`. A transformed kernel in the layout
-        its convolution takes (for a convolution `lead=1`: `(K[, |G|], C, |H|, F)`). Public
-        for layer plugins.
-
-        On TensorFlow, where the rows are permutations, this is one gather of runs of
-        `D[lead:]` values straight into that layout, with no transpose after it
-        (`_tensorflow_moved`); elsewhere the gather and a transpose, which JAX fuses into one
-        loop (PyTorch's convolutions take `torch_output_major`).
-        """
+        its convolution takes (for a convolution `lead=1`: `(K[, |G|], C, |H|, F)`); on
+        TensorFlow one gather straight into that layout. Public for layer plugins."""
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
-        if (
-            keras.backend.backend() == "tensorflow"
-            and self.permutes(flat.shape[0])
-            and takes("tensorflow_run_gather")
-        ):
-            return self._tensorflow_moved(flat, lead)
+        y = backend.call("gather_moved", self, flat, lead)
+        if y is not NotImplemented:
+            return y
         return ops.moveaxis(self(flat), 0, self.indices.ndim - 1 + lead)
-
-    def _tensorflow_moved(self, flat: Any, lead: int) -> Any:
-        """`moved` on TensorFlow with permutation rows: the table is `flat` as runs of
-        `D[lead:]`'s values, one per kernel row and `D[:lead]` entry, and output run
-        `(i, d, h)` is table run `indices[h, i]·|D[:lead]| + d`: one `_tensorflow_run_gather`
-        straight into the layout, with no transpose. Its gradient gathers the upstream's runs
-        back with the inverse permutations and sums over the elements."""
-        import tensorflow as tf
-
-        elements, n = self.indices.shape[0], flat.shape[0]
-        lead_shape, tail_shape = tuple(flat.shape[1 : 1 + lead]), tuple(flat.shape[1 + lead :])
-        lead_size, tail = math.prod(lead_shape), math.prod(tail_shape)
-        out_shape = (*self.indices.shape[1:], *lead_shape, elements, *tail_shape)
-        key = (n, lead_size)
-        prepared = self._tensorflow_tables.get(key)
-        if prepared is None:
-            by_element = self.indices.reshape(elements, n)
-            # rows[i, d, h] = indices[h, i]·lead_size + d
-            rows = by_element.T[:, None, :] * lead_size + np.arange(lead_size)[None, :, None]
-            rows = rows.reshape(-1, elements)  # (n·lead_size, |H|)
-            inverse = np.empty((elements, n * lead_size), dtype="int32")
-            for h in range(elements):
-                inverse[h, rows[:, h]] = np.arange(n * lead_size) * elements + h
-            prepared = (rows.reshape(-1, 1).astype("int32"), inverse[..., None])
-            self._tensorflow_tables[key] = prepared
-        rows, inverse = prepared
-        table = tf.reshape(flat, (n * lead_size, tail))
-        return tf.reshape(_tensorflow_run_gather(table, rows, inverse), out_shape)
-
-
-def _tensorflow_run_gather(table: Any, rows: np.ndarray, inverse: np.ndarray) -> Any:
-    """`table[rows[:, 0]]` on TensorFlow, `table` `(R, L)`, where `inverse` `(|H|, R, 1)`
-    lists for each `h` where each table row went in the output
-    (`rows[inverse[h, j, 0], 0] == j`); both carry `tf.gather_nd`'s trailing index axis. The
-    gradient gathers the upstream rows with `inverse` and sums over `h`, instead of
-    TensorFlow's scatter-add (`UnsortedSegmentSum`).
-
-    Both gathers are `tf.gather_nd`, which moved the rows of the kernel transformations of
-    `benchmarks/overhead.py` as fast as `tf.gather` or faster (`KERAS_BACKEND=tensorflow
-    python benchmarks/micro.py --only tf_expansion` times both). Rows of fewer than
-    `TF_WIDE_ROW_BYTES` bytes are read as `int64` entries where their length allows (two
-    `float32` as one): `GatherNd` then makes half as many copies. Longer rows are gathered
-    as they are; read as wide entries, their gradient was slower. (`complex128` entries, four
-    `float32` as one, were faster still, but XLA refuses complex bitcasts, so a model
-    compiled with `jit_compile=True` could not run them.)
-    """
-    import tensorflow as tf
-
-    length, dtype = table.shape[1], table.dtype
-    width = tf.int64.size // dtype.size
-    wide = length * dtype.size < TF_WIDE_ROW_BYTES and width > 1 and length % width == 0
-
-    def gather(values: Any, index: Any) -> Any:
-        if not wide:
-            return tf.gather_nd(values, index)
-        shape = (values.shape[0], length // width, width)
-        gathered = tf.gather_nd(tf.bitcast(tf.reshape(values, shape), tf.int64), index)
-        return tf.reshape(tf.bitcast(gathered, dtype), (*index.shape[:-1], length))
-
-    @tf.custom_gradient
-    def run_gather(table: Any) -> Any:
-        def gradient(upstream: Any) -> Any:
-            upstream = tf.reshape(upstream, (rows.shape[0], length))
-            return tf.reduce_sum(gather(upstream, inverse), axis=0)
-
-        return gather(table, rows), gradient
-
-    return run_gather(tf.identity(table))  # a variable is read outside the custom gradient
-
-
-@functools.cache
-def _torch_row_gather() -> Any:
-    """`apply(table, rows, inverse)`: `table[rows]` whose gradient is the upstream gathered by
-    `inverse` (`(|H|·n,)`: per `h`, where each of the `n` table rows went) and summed over
-    `h`. Made on first use, so that importing this module needs no PyTorch."""
-    import torch
-
-    class RowGather(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, table, rows, inverse):
-            ctx.save_for_backward(inverse)
-            ctx.table_rows = table.shape[0]
-            return torch.index_select(table, 0, rows)
-
-        @staticmethod
-        def backward(ctx, upstream):
-            (inverse,) = ctx.saved_tensors
-            upstream = upstream.reshape(-1, upstream.shape[-1])
-            per_element = torch.index_select(upstream, 0, inverse)
-            return per_element.view(-1, ctx.table_rows, upstream.shape[-1]).sum(0), None, None
-
-    return RowGather.apply
 
 
 class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
@@ -746,16 +351,6 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self._padding_cache: dict[tuple, tuple[tuple[int, int], ...]] = {}
-
-    @property
-    def input_group(self) -> PointGroup:
-        """The group a non-lifting input lives on."""
-        return self.group
-
-    @property
-    def output_group(self) -> PointGroup:
-        """The group the output lives on."""
-        return self.subgroup
 
     # -- shapes ---------------------------------------------------------------------------
 
@@ -931,15 +526,9 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         group_size = 1 if self.lifting else self.group.order
         flat = reshape(self.masked_kernel(), (points * group_size, self.in_channels, self.filters))
         inputs, outputs = group_size * self.in_channels, len(self._output_elements) * self.filters
-        if (
-            eager_torch()
-            and self._kernel_gather.permutes(flat.shape[0])
-            and takes("torch_output_major_kernel")
-        ):
-            # (|H|, F, K[, |G|], C) in memory, returned as a view in Keras's layout.
-            gathered = self._kernel_gather.torch_output_major(flat)
-            weight = gathered.view(outputs, *self.kernel_size, inputs)
-            return weight.permute(*range(1, self.rank + 1), self.rank + 1, 0)
+        kernel = backend.call("transformed_kernel", self._kernel_gather, flat, self.kernel_size)
+        if kernel is not NotImplemented:
+            return kernel
         moved = self._kernel_gather.moved(flat, 1)  # (K[, |G|], C, |H|, F)
         return reshape(moved, self.kernel_size + (inputs, outputs))
 
@@ -1006,22 +595,10 @@ class BaseGroupConv(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         """Whether `call` computes the convolution as a matrix product: a kernel of one point,
         on JAX on a CPU in 2D and 3D at any stride, and on TensorFlow on a CPU at stride 1.
 
-        Two train steps of a `GroupConv` with kernel 1 inside a network, convolution against
-        product, in ms, two runs each (`KERAS_BACKEND=jax` or `tensorflow` `python
-        benchmarks/micro.py --only pointwise`; P4M with 32 fields on `(8, 28, 28, 8, 32)`,
-        O with 8 on `(4, 11, 11, 11, 24, 8)`, LM with 64 on `(32, 255, 2, 64)`):
-
-        | backend, stride | P4M | O | LM (1D) |
-        |---|---|---|---|
-        | JAX, 1 | 68.4 / 38.7; 56.6 / 28.2 | 30.1 / 20.9; 25.7 / 21.1 | 17.3 / 18.2; 12.9 / 14.4 |
-        | JAX, 2 | 27.0 / 14.5; 21.8 / 12.2 | 30.5 / 6.2; 33.7 / 6.0 | 13.4 / 14.9; 9.9 / 10.1 |
-        | TF, 1 | 39.4 / 35.3; 34.2 / 27.3 | 22.9 / 21.4; 19.2 / 18.7 | 20.6 / 19.8; 13.9 / 13.5 |
-        | TF, 2 | 19.8 / 27.6; 16.3 / 23.1 | 12.0 / 16.5; 9.6 / 12.7 | 17.6 / 27.0; 12.7 / 18.2 |
-
         Elsewhere the convolution stays: JAX in 1D gained nothing, TensorFlow at stride 2
         lost (its strided slice and the slice's gradient), and PyTorch's oneDNN 1×1
-        convolution on channels-last memory is faster than its matrix product
-        (`KERAS_BACKEND=torch python benchmarks/micro.py`, the pointwise case).
+        convolution on channels-last memory is faster than its matrix product. Figures:
+        docs/performance.md.
         """
         if any(k != 1 for k in self.kernel_size):
             return False

@@ -19,15 +19,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from groco_core import backend
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
 from groco_core.layers.conv import (
     BaseGroupConv,
     keyword_arguments,
-    on_jax_cpu,
     split_group_axis,
 )
-from groco_core.layers.fast_paths import takes
 from groco_core.layers.kernel_cache import cached_transformed_kernel
 
 
@@ -91,46 +90,13 @@ def transposed_window(
 
 
 def conv_transpose(x: Any, kernel: Any, strides: tuple[int, ...], padding: str) -> Any:
-    """`keras.ops.conv_transpose` (channels last), whose kernel gradient on JAX on a CPU is
-    taken as that of a strided convolution. Public for layer plugins.
-
-    XLA's CPU backend runs its own kernel gradient of a transposed convolution dozens of
-    times slower than the forward pass, except with Keras's `same` window at stride 1. A
-    transposed convolution `T_K` is the adjoint of the strided convolution `C_K` that is its
-    input gradient: `<g, T_K x> = <C_K g, x>` for every kernel `K`, so the kernel gradient of
-    `<g, T_K x>` is that of `K ↦ <C_K g, x>`, a convolution's kernel gradient, which XLA runs
-    fast. `(32, 14, 14, 128)`, 3×3, forward pass and kernel gradient, XLA's way against this
-    way (benchmarks/micro.py): stride 1 `valid` 682.2 against 20.2 ms, stride 2 `valid`
-    710.9 against 17.7 ms and 853.5 against 23.3 ms; stride 1 `same` 10.6 ms either way,
-    where XLA's own stays.
-    """
-    xla_is_fast = padding == "same" and all(s == 1 for s in strides)
-    if xla_is_fast or not on_jax_cpu() or not takes("jax_transposed_kernel_gradient"):
-        return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
-    import jax
-
-    def transposed(x, kernel):
-        return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
-
-    @jax.custom_vjp
-    def product(x, kernel):
-        return transposed(x, kernel)
-
-    def forward(x, kernel):
-        return transposed(x, kernel), (x, kernel)
-
-    def backward(residuals, gradient):
-        x, kernel = residuals
-
-        def input_gradient(kernel):  # C_K g
-            _, input_vjp = jax.vjp(lambda x_: transposed(x_, kernel), x)
-            return input_vjp(gradient)[0]
-
-        x_gradient, kernel_vjp = jax.vjp(input_gradient, kernel)
-        return x_gradient, kernel_vjp(x)[0]
-
-    product.defvjp(forward, backward)
-    return product(x, kernel)
+    """`keras.ops.conv_transpose` (channels last), or the backend's (on JAX on a CPU, with
+    the kernel gradient taken as that of a strided convolution; see
+    `groco_core.backend.jax.conv_transpose`). Public for layer plugins."""
+    y = backend.call("conv_transpose", x, kernel, strides, padding)
+    if y is not NotImplemented:
+        return y
+    return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
 
 
 class BaseGroupConvTranspose(BaseGroupConv):
@@ -306,11 +272,8 @@ class BaseGroupConvTranspose(BaseGroupConv):
             shape = ops.shape(x)
             x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
         # Keras's `same` where this layer's window is that one, else `valid`, plus zero input
-        # rows and a crop where needed: a crop that keeps everything still cost a copy of the
-        # output's gradient on TensorFlow (StridedSliceGrad). Train-step ratios to the plain
-        # layer, TensorFlow, P4M, 16 fields, (32, 14, 14, 8, 16): stride 2 `valid_equiv`
-        # 1.11–1.13 → 0.97–1.01, stride 1 `same_equiv` 1.36–1.40 → 1.02–1.03
-        # (docs/benchmarks.md).
+        # rows and a crop where needed: a crop that keeps everything still costs a copy of
+        # the output's gradient on TensorFlow (StridedSliceGrad; docs/performance.md).
         same = all(
             keras_transposed_window(e, s, "same", None) == window
             for e, s, window in zip(self._extents, self.strides, self._windows, strict=True)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 from keras import ops
 
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -49,7 +48,7 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "torch_tensor_reshape",
             ("torch",),
-            f"{_CONV}.reshape",
+            "groco_core.backend.torch.reshape",
             "keras.ops.reshape",
         ),
         FastPath(
@@ -61,25 +60,25 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "jax_tiling_matmul",
             ("jax",),
-            f"{_CONV}.tile_over_group",
+            "groco_core.backend.jax.tile",
             "keras.ops.broadcast_to and keras.ops.reshape",
         ),
         FastPath(
             "torch_channels_last_conv",
             ("torch",),
-            f"{_CONV}.torch_conv_channels_last",
+            "groco_core.backend.torch.conv",
             "keras.ops.conv (or the depthwise formulation asked for) plus keras.ops.add",
         ),
         FastPath(
             "torch_bias_gradient_apart",
             ("torch",),
-            f"{_CONV}._torch_biased_convolution",
+            "groco_core.backend.torch._biased_convolution",
             "PyTorch's convolution with its own bias gradient",
         ),
         FastPath(
             "jax_padded_conv",
             ("jax",),
-            f"{_CONV}.jax_conv",
+            "groco_core.backend.jax.conv",
             "keras.ops.pad and keras.ops.conv",
         ),
         FastPath(
@@ -91,25 +90,25 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "torch_index_select_gather",
             ("torch",),
-            f"{_CONV}.KernelGather._torch",
+            "groco_core.backend.torch.gather",
             "keras.ops.take",
         ),
         FastPath(
             "jax_in_bounds_gather",
             ("jax",),
-            f"{_CONV}.KernelGather.__call__",
+            "groco_core.backend.jax.gather",
             "keras.ops.take",
         ),
         FastPath(
             "tensorflow_run_gather",
             ("tensorflow",),
-            f"{_CONV}._tensorflow_run_gather",
+            "groco_core.backend.tensorflow.run_gather",
             "keras.ops.take and keras.ops.moveaxis",
         ),
         FastPath(
             "torch_output_major_kernel",
             ("torch",),
-            f"{_CONV}.KernelGather.torch_output_major",
+            "groco_core.backend.torch.output_major",
             "keras.ops.take, keras.ops.moveaxis and keras.ops.reshape",
         ),
         FastPath(
@@ -121,7 +120,7 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "jax_transposed_kernel_gradient",
             ("jax",),
-            "groco_core.layers.conv_transpose.conv_transpose",
+            "groco_core.backend.jax.conv_transpose",
             "keras.ops.conv_transpose differentiated by JAX",
         ),
         FastPath(
@@ -133,7 +132,7 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "jax_max_gradient",
             ("jax",),
-            f"{__name__}.reduce_max",
+            "groco_core.backend.jax.reduce_max",
             "keras.ops.max differentiated by JAX",
         ),
         FastPath(
@@ -223,42 +222,9 @@ def _check_name(name: str) -> None:
 
 
 def reduce_max(x: Any, axis: int) -> Any:
-    """`keras.ops.max(x, axis)` whose gradient cannot be NaN on JAX.
+    """`keras.ops.max(x, axis)`, or the backend's (on JAX, one whose gradient cannot be NaN:
+    see `groco_core.backend.jax.reduce_max`)."""
+    from groco_core import backend
 
-    JAX differentiates a maximum by comparing its input with the result and dividing by the
-    number of equal entries (ties share the gradient). Under `jit`, XLA's CPU backend may
-    recompute the input inside the fusion that compares, with other rounding than the
-    fusion that took the maximum (seen with a batch normalization before a global max
-    pooling: the maximum matched no recomputed entry, the count was 0, and every gradient
-    became NaN). Here the comparison also counts the position `argmax` found, so the count
-    is at least 1; where nothing is recomputed (eagerly, or when XLA keeps the input) the
-    gradient is JAX's own, ties shared equally.
-    """
-    if keras.backend.backend() != "jax" or not takes("jax_max_gradient"):
-        return ops.max(x, axis=axis)
-    return _jax_reduce_max(x, axis % len(x.shape))
-
-
-def _jax_reduce_max(x: Any, axis: int) -> Any:
-    import jax
-    import jax.numpy as jnp
-
-    @jax.custom_vjp
-    def maximum(x):
-        return jnp.max(x, axis=axis)
-
-    def forward(x):
-        return jnp.max(x, axis=axis), (x, jnp.max(x, axis=axis), jnp.argmax(x, axis=axis))
-
-    def backward(residuals, upstream):
-        x, result, position = residuals
-        positions = jax.lax.broadcasted_iota(position.dtype, x.shape, axis)
-        chosen = (x == jnp.expand_dims(result, axis)) | (
-            positions == jnp.expand_dims(position, axis)
-        )
-        chosen = chosen.astype(upstream.dtype)
-        count = jnp.sum(chosen, axis=axis, keepdims=True)
-        return (chosen * (jnp.expand_dims(upstream, axis) / count),)
-
-    maximum.defvjp(forward, backward)
-    return maximum(jnp.asarray(x))
+    y = backend.call("reduce_max", x, axis)
+    return ops.max(x, axis=axis) if y is NotImplemented else y
