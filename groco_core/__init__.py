@@ -1,4 +1,5 @@
-"""GroCo core: point groups, the plugin registry and the generic group-equivariant layers.
+"""GroCo core: point groups, the layer protocol, the plugin registry and the generic
+group-equivariant layers.
 
 Importing `groco_core` is cheap: Keras (and the layers) load on first access of a layer
 name, and plugins on first use of the registry.
@@ -10,6 +11,7 @@ import importlib
 import importlib.util
 from typing import Any
 
+from groco_core.group_layer import GroupLayer
 from groco_core.groups import MatrixGroup, PointGroup
 from groco_core.hookspecs import hookimpl
 from groco_core.registry import (
@@ -24,6 +26,7 @@ from groco_core.registry import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GroupLayer",
     "MatrixGroup",
     "export",
     "PluginError",

@@ -42,5 +42,7 @@ def groco_register_layers(register: Callable[[Any], None]) -> None:
     Import Keras and the layer modules inside this hook, not at the plugin's top level. A
     class not registered with `keras.saving.register_keras_serializable` is registered under
     its top-level package's name. An optional classmethod `equivariance_cases(group)` lets
-    `groco check` test the class (see `groco_core.testing.EquivarianceCase`).
+    `groco check` test the class (see `groco_core.testing.EquivarianceCase`). Each class
+    must follow the `groco_core.GroupLayer` protocol; one that does not is refused, naming
+    what it lacks (`groco_core.group_layer.missing_members`).
     """

@@ -27,6 +27,7 @@ import numpy as np
 import pluggy
 
 from groco_core import hookspecs
+from groco_core.group_layer import missing_members
 from groco_core.groups import PointGroup
 from groco_core.validation import validate_group_definition
 
@@ -351,6 +352,16 @@ class _Registry:
             raise PluginError(
                 f"plugin {plugin_name!r} registered {obj!r}, which is not a "
                 "keras.layers.Layer subclass"
+            )
+        missing = missing_members(obj)
+        if missing:
+            raise PluginError(
+                f"plugin {plugin_name!r} registered the layer {obj.__name__!r}, which does not "
+                f"follow the groco_core.GroupLayer protocol: it lacks {', '.join(missing)}. "
+                "Define each on the class (a property, a method, a class attribute) or "
+                "declare it with an annotation when the constructor sets it (`group: "
+                "PointGroup | None`); with groco_core.layers.serialization."
+                "RegisteredGroupsMixin first among the bases, only `self.group` is left to set."
             )
         _make_serializable(plugin_name, obj)
         return obj.__name__

@@ -16,6 +16,7 @@ from groco_core import registry
 from groco_core.cli import main
 from groco_core.groups import MatrixGroup
 from groco_core.hookspecs import hookimpl
+from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.testing import (
     EquivarianceCase,
     assert_conforms,
@@ -143,7 +144,7 @@ def test_cli_check_plugin_is_strict_and_covers_its_groups(site, capsys):
 
 
 @keras.saving.register_keras_serializable(package="tests_check")
-class Doubler(keras.layers.Layer):
+class Doubler(RegisteredGroupsMixin, keras.layers.Layer):
     """A pointwise layer: equivariant under every group."""
 
     def __init__(self, group=None, **kwargs):
@@ -161,12 +162,12 @@ class Doubler(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tests_check")
-class Unchecked(keras.layers.Layer):
+class Unchecked(RegisteredGroupsMixin, keras.layers.Layer):
     pass
 
 
 @keras.saving.register_keras_serializable(package="tests_check")
-class FlipsRows(keras.layers.Layer):
+class FlipsRows(RegisteredGroupsMixin, keras.layers.Layer):
     """Not equivariant under a mirror of the columns: must fail."""
 
     def __init__(self, group=None, **kwargs):

@@ -152,6 +152,9 @@ def test_loading_a_model_whose_group_is_missing(tmp_path):
 
 
 class _Doubling(keras.layers.Layer):
+    group = input_group = output_group = None  # any group (groco_core.GroupLayer)
+    data_format = "channels_last"
+
     def call(self, inputs):
         return inputs * 2
 

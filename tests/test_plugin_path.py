@@ -233,7 +233,8 @@ def groco_register_groups(register):
 def groco_register_layers(register):
     @keras.saving.register_keras_serializable(package="tmp_groco_half")
     class TmpHalfLayer(keras.layers.Layer):
-        pass
+        group = input_group = output_group = None  # any group (groco_core.GroupLayer)
+        data_format = "channels_last"
 
     register(TmpHalfLayer)
 """,
@@ -296,6 +297,9 @@ import keras
 
 
 class TmpScale(keras.layers.Layer):
+    group = input_group = output_group = None  # any group (groco_core.GroupLayer)
+    data_format = "channels_last"
+
     def call(self, x):
         return 2.0 * x
 """

@@ -42,7 +42,8 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
             equivariant.
 
     Input shape:
-        `(batch, …, |G|, channels)`, rank ≥ 3.
+        `(batch, …, |G|, channels)`, rank ≥ 3: channels last, as `Dense` takes them (its
+        `data_format` is always `"channels_last"`).
 
     Output shape:
         `(batch, …, |H|, units)`.

@@ -34,6 +34,7 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
     Args:
         axis: the channel axis. Default: -1 for `channels_last`, 1 for `channels_first`
             (from `keras.config.image_data_format()`). Only the channel axis is accepted.
+            The layer's `data_format` follows from it.
         momentum, epsilon, center, scale, beta_initializer, gamma_initializer,
             moving_mean_initializer, moving_variance_initializer, beta_regularizer,
             gamma_regularizer, beta_constraint, gamma_constraint, renorm, renorm_clipping,
@@ -114,6 +115,14 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
             **kwargs,
         )
         self.group = None if group is None else get_group(group)
+
+    @property
+    def data_format(self) -> str:
+        """`"channels_first"` when `axis` is axis 1 (of the input it was built on, if any),
+        else `"channels_last"`."""
+        rank = getattr(self.input_spec, "ndim", None)  # set by `build`
+        axis = self.axis % rank if rank else self.axis
+        return "channels_first" if axis == 1 else "channels_last"
 
     def build(self, input_shape: tuple) -> None:
         rank = len(input_shape)

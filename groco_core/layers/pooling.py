@@ -601,6 +601,11 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         self.data_format = arguments.normalize_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=rank + 3)
 
+    @property
+    def output_group(self) -> None:
+        """None: the output has no group axis; it is invariant under `group`."""
+        return None
+
     def _reduced_axes(self) -> tuple[int, ...]:
         start = 1 if self.data_format == "channels_last" else 2
         return tuple(range(start, start + self.rank + 1))

@@ -1,11 +1,12 @@
-"""What every group layer shares: its groups saved by plugin and checked on loading, and
-its input checked on every call."""
+"""What every group layer shares: the `GroupLayer` protocol's defaults, its groups saved by
+plugin and checked on loading, and its input checked on every call."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from groco_core import registry
+from groco_core.groups import PointGroup
 from groco_core.layers.arguments import check_call_input
 from groco_core.registry import get_group
 
@@ -14,8 +15,13 @@ PROVENANCE_KEY = "group_plugins"
 
 
 class RegisteredGroupsMixin:
-    """Saves where a layer's groups come from, loads the layer only when they exist, and
-    refuses an input of a kind the layer does not take.
+    """Makes a layer a `groco_core.GroupLayer`, saves where its groups come from, loads the
+    layer only when they exist, and refuses an input of a kind the layer does not take.
+
+    The protocol: the layer's constructor sets `group` (declared here); `input_group` is
+    `group` and `output_group` is `subgroup` where the layer has one, else `group` (a layer
+    whose groups go the other way, or whose output has no group axis, overrides them);
+    `data_format` is `"channels_last"` until the constructor sets it.
 
     `get_config` adds `group_plugins`: for each group the layer uses, the plugin and the
     distribution that provided it. Keras turns any error raised by a constructor during
@@ -29,6 +35,19 @@ class RegisteredGroupsMixin:
     layer of signals only. Keras's own input-spec check and the backend come after it, and
     say less. Put the mixin first among the bases.
     """
+
+    group: PointGroup | None
+    data_format: str = "channels_last"
+
+    @property
+    def input_group(self) -> PointGroup | None:
+        """The group the input's group axis runs over (None: any group)."""
+        return self.group
+
+    @property
+    def output_group(self) -> PointGroup | None:
+        """The group the output's group axis runs over."""
+        return getattr(self, "subgroup", None) or self.group
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         check_call_input(self, args[0] if args else kwargs.get("inputs"))

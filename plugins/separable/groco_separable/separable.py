@@ -51,14 +51,9 @@ def _jax_pointwise(x: Any, kernel: Any, bias: Any) -> Any:
     times: XLA wrote it once for the input's gradient, once transposed for the kernel's and
     once more for the bias's, each time recomputing it from the loss. Here the kernel's
     gradient contracts the rows of both operands, so no transposed copy is made, and the
-    three read the same array. The compiled train step of `benchmarks/separable.py`'s inner
-    models (P4M, 32 fields, 28×28, batch 8) then needs 25.8 instead of 37.1 MiB of
-    temporary memory at 3×3, 30.9 instead of 43.2 MiB with a one-point depthwise kernel and
-    39.8 instead of 43.4 MiB at 5×5 (`KERAS_BACKEND=jax python benchmarks/micro.py --only
-    jax_pointwise`). Below 32 MiB, glibc's malloc reuses a freed block; above, it maps a
-    fresh one from the system for every step, and each of its pages faults on first write:
-    9 500 to 12 000 faults per step before, none after at 1×1 and 3×3 (docs/separable.md
-    has the step times).
+    three read the same array: less temporary memory per compiled train step, which keeps
+    it below the size above which glibc's malloc maps every step's block afresh (and each
+    page faults on first write). Figures: docs/performance.md.
     """
     import jax
     import jax.numpy as jnp
@@ -87,10 +82,9 @@ def _jax_pointwise(x: Any, kernel: Any, bias: Any) -> Any:
 class PointwiseGroupConv(BaseGroupConv):
     """A group convolution with kernel size 1 over the merged group and channel axes: one
     matmul (on JAX with its own gradients, `_jax_pointwise`), except on PyTorch, where it is
-    a 1×1 convolution (on JAX a 1×1 convolution's train step is about 2.7× slower than the
-    same matmul; on PyTorch on this project's AMD CPUs, MKL's matmul of
-    `(6272, 256) @ (256, 256)` forward and backward took 15.6–16.4 ms and oneDNN's 1×1
-    convolution on channels-last memory 9.1–9.8 ms; benchmarks/micro.py)."""
+    a 1×1 convolution (on JAX a 1×1 convolution's train step is slower than the same
+    matmul; on PyTorch oneDNN's 1×1 convolution on channels-last memory is faster than MKL's
+    matmul on this project's AMD CPUs)."""
 
     def __init__(self, rank: int, filters: int, group: Any, subgroup: Any = None, **kwargs: Any):
         super().__init__(rank, filters, 1, group, subgroup, **kwargs)
@@ -254,16 +248,6 @@ class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
     @property
     def data_format(self) -> str:
         return self.depthwise.data_format
-
-    @property
-    def input_group(self) -> PointGroup:
-        """The group a non-lifting input lives on."""
-        return self.group
-
-    @property
-    def output_group(self) -> PointGroup:
-        """The group the output lives on."""
-        return self.subgroup
 
     @classmethod
     def equivariance_cases(cls, group: PointGroup) -> list[Any]:
