@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import keras
-import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
@@ -320,68 +319,3 @@ def test_the_bound_layer_broadcasts_the_group_layers_kernel(monkeypatch):
             rtol=1e-5,
             atol=1e-5,
         )
-
-
-def _tf_trace_module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH.parent))  # it imports `overhead`
-    spec = importlib.util.spec_from_file_location("tf_trace_bench", BENCH.parent / "tf_trace.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _event(name, ts, dur):
-    return {"ph": "X", "name": name, "ts": ts, "dur": dur}
-
-
-def test_the_tensorflow_trace_is_read_back_per_call(monkeypatch):
-    """benchmarks/tf_trace.per_call on a hand-made trace of two models called twice each:
-    call times, where the convolution starts and the operations per call, as medians over
-    the calls (an operation missing from a call counts 0 there); runtime bookkeeping is not
-    an operation."""
-    tf_trace = _tf_trace_module(monkeypatch)
-    a, b = "EagerLocalExecute: __inference_a_1", "EagerLocalExecute: __inference_b_2"
-    conv = "_MklNativeFusedConv3D"
-    events = [
-        _event(a, 0, 100),
-        _event("ExecutorState::Process", 5, 90),
-        _event("ReadVariableOp", 10, 2),
-        _event("GatherV2", 20, 30),
-        _event(conv, 55, 40),
-        _event(b, 200, 80),
-        _event(conv, 215, 60),
-        _event(a, 1000, 120),
-        _event("GatherV2", 1010, 40),
-        _event("GatherV2", 1060, 10),
-        _event(conv, 1075, 40),
-        _event(b, 1200, 90),
-        _event("ReadVariableOp", 1205, 4),
-        _event(conv, 1230, 50),
-    ]
-    result = tf_trace.per_call(events, ["group", "plain"])
-    group, plain = result["group"], result["plain"]
-    assert (group["call_us"], group["conv_start_us"]) == (110, 65)
-    assert (plain["call_us"], plain["conv_start_us"]) == (85, 22.5)
-    assert group["operations"]["GatherV2"] == (40, 1.5)
-    assert group["operations"]["ReadVariableOp"] == (1.0, 0.5)
-    assert group["operations"][conv] == (40, 1.0)
-    assert plain["operations"]["ReadVariableOp"] == (2.0, 0.5)
-    assert "GatherV2" not in plain["operations"]
-    assert not any(name.startswith("Executor") for name in group["operations"])
-    text = tf_trace.report(result, top=5)
-    assert "group: call 110.0 µs, convolution starts at 65.0 µs" in text
-    with pytest.raises(RuntimeError, match="2 step functions, 3 models"):
-        tf_trace.per_call(events, ["group", "plain", "without expansion"])
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow trace")
-def test_a_tensorflow_trace_of_a_lifting_row_shows_the_expansion(monkeypatch):
-    """A real trace of the P4 lifting stride-2 inference row: the group model gathers its
-    kernel on every call (too small to keep), the plain model does not; both convolve."""
-    tf_trace = _tf_trace_module(monkeypatch)
-    result = tf_trace.trace_row("P4", True, 2, "valid_equiv", "inference", calls=3)
-    assert list(result) == ["group", "plain"]
-    for figures in result.values():
-        assert 0 < figures["conv_start_us"] < figures["call_us"]
-    assert result["group"]["operations"]["GatherNd"][1] == 1.0
-    assert "GatherNd" not in result["plain"]["operations"]

@@ -75,9 +75,7 @@ def _weights_key(variables: list[Any]) -> tuple | None:
 # The transformed kernel is kept only from this many pieces: its entries divided by the
 # layer's `filters`, the runs of `filters` values its gather and transpose move one by one.
 # Below, expanding costs no more than the check (a conditional and a comparison on
-# TensorFlow's CPU executor): `KERAS_BACKEND=tensorflow python benchmarks/micro.py` (two runs)
-# measured no gain for P4M's 9 216 and 18 432 pieces (16 and 32 fields), and 0.14–0.24 and
-# 0.38–0.56 ms per call for O's 62 208 and Oh's 248 832 pieces (4 fields, stride 2).
+# TensorFlow's CPU executor); docs/performance.md.
 TF_CACHE_MIN_PIECES = 2**15
 
 

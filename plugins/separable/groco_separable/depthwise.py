@@ -34,7 +34,7 @@ from groco_core.layers.kernel_cache import cached_transformed_kernel
 FORMULATIONS = ("depthwise_conv", "grouped_conv", "patches", "shifts")
 
 # The fastest correct formulation per backend on CPU, measured by benchmarks/separable.py
-# (docs/separable.md has the numbers). `depthwise_conv` exists for 1 and 2 spatial axes only.
+# (docs/performance.md has the figures). `depthwise_conv` exists for 1 and 2 spatial axes only.
 FASTEST_FORMULATION = {
     "jax": {2: "shifts", 3: "shifts"},
     "tensorflow": {2: "depthwise_conv", 3: "shifts"},
@@ -112,10 +112,8 @@ def depthwise_correlation(
         and not torch_compiling()
         and takes("torch_channels_last_conv")
     ):
-        # One kernel on PyTorch: a grouped convolution on the channels-last memory as it is
-        # (`(8, 28, 28, 256)`, forward + backward: 3×3 3.9–4.6 against 20.0–22.0 ms, 5×5
-        # 13.1–17.3 against 50.3–55.7 ms through keras.ops's channels-first copy;
-        # benchmarks/micro.py).
+        # One kernel on PyTorch: a grouped convolution on the channels-last memory as it is,
+        # several times faster than through keras.ops's channels-first copy.
         rank = len(strides)
         channels, multiplier = kernel.shape[-2], kernel.shape[-1]
         grouped = ops.reshape(kernel, (*kernel.shape[:rank], 1, channels * multiplier))
@@ -187,9 +185,7 @@ def _tf_swapped_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tupl
     """Whether `_tf_depthwise` runs this depthwise convolution: on TensorFlow, 2 spatial axes,
     a kernel of more than 3×3 points, strides and dilation 1, `depth_multiplier` 1. TensorFlow's
     kernel gradient of a 3×3 depthwise convolution is fast; above it is two to four times as
-    slow as `_tf_depthwise`'s (benchmarks/micro.py: `(8, 28, 28, 256)`, 5×5: 13.9–15.4
-    against 4.2–5.2 ms; `(8, 112, 112, 64)`, 5×5: 27.8–45.4 against 12.2–16.0 ms;
-    `(2, 56, 56, 128)`, 7×7: 9.3–10.4 against 2.8–3.2 ms)."""
+    slow as `_tf_depthwise`'s."""
     return (
         keras.backend.backend() == "tensorflow"
         and len(strides) == 2
@@ -235,9 +231,8 @@ def _tf_depthwise(x: Any, kernel: Any) -> Any:
 def _torch_tiled_kernel_gradient(kernel: Any, strides: tuple, dilation_rate: tuple) -> bool:
     """Whether `_torch_depthwise` runs this depthwise convolution: 2 spatial axes, a kernel of
     at least 3 points on each and more than 3×3 in all, strides and dilation 1. PyTorch's
-    (oneDNN's) kernel gradient of a 3×3 depthwise convolution is fast, above it slow: the
-    forward pass and kernel gradient of `(8, 28, 28, 256)` took 2.2–3.9 ms at 3×3 and
-    13.7–15.6 ms at 5×5 (`benchmarks/micro.py --only torch_tiled`, four runs)."""
+    (oneDNN's) kernel gradient of a 3×3 depthwise convolution is fast, above it several times
+    slower per kernel point."""
     size = tuple(kernel.shape[:2])
     return (
         len(strides) == 2
@@ -350,7 +345,7 @@ def _torch_depthwise(
     takes four tiles (their overlap computed twice). The shifted inputs are views of one
     buffer (see the autograd function's backward), not copies, and with symmetric padding and
     one kernel per channel the input's gradient is a forward pass with the flipped kernel;
-    figures in docs/separable.md.
+    figures in docs/performance.md.
 
     Args:
         x: `(batch, H, W, C)`.
@@ -401,19 +396,15 @@ def _jax_shifts(x: Any, flat_kernel: Any, geometry: tuple, paddings: tuple | Non
 
     Differentiated as it stands, each kernel point's gradient is its own reduction over the
     whole batch: `k^d` passes over memory. Here the kernel's gradient is taken one sample at
-    a time (`lax.map`), every kernel point while the sample is in cache (P4M, 32 fields,
-    28×28, batch 8, 3×3: 16 → 3 ms; 5×5: 56 → 8 ms). The padding happens inside, so XLA
-    fuses it into the sum instead of writing a padded copy.
+    a time (`lax.map`), every kernel point while the sample is in cache. The padding happens
+    inside, so XLA fuses it into the sum instead of writing a padded copy.
 
     The input's gradient, where the step needs it:
 
     - At stride 1 with at least `JAX_PER_SAMPLE_INPUT_GRADIENT_POINTS` kernel points, it is
       taken in the same loop, as the correlation of the zero-padded output gradient with
-      the flipped kernel, while the sample is in cache. Two train steps of a separable
-      layer inside a network (`benchmarks/micro.py`, two runs), per sample against
-      transpose: P4M 5×5 79.3 / 94.5 and 89.7 / 106.9 ms, O 3×3×3 13.0 / 14.8 and
-      12.2 / 14.1 ms; P4M 3×3 66.4 / 62.8 and 79.4 / 80.3 ms, no gain, so 3×3 keeps the
-      transpose.
+      the flipped kernel, while the sample is in cache (faster for 5×5 and 3×3×3 kernels;
+      for 3×3 it gained nothing, so 3×3 keeps the transpose).
     - Otherwise it is the transpose of the fused sum.
     - Where nothing asks for it (the input of a network), the loop leaves it out: the
       forward pass records whether the input is perturbed (`symbolic_zeros`).
@@ -421,11 +412,9 @@ def _jax_shifts(x: Any, flat_kernel: Any, geometry: tuple, paddings: tuple | Non
     With `JAX_LOW_MEMORY_GRADIENTS`, where the loop takes the input's gradient too, it takes
     the kernel points of a sample one after another (XLA had kept up to 25 products of a
     sample's window and upstream alive at once) and writes the input's gradient into a
-    buffer allocated only once the upstream exists. The compiled train step of
-    `benchmarks/separable.py`'s inner 5×5 model then needs 26.7 instead of 39.8 MiB of
-    temporary memory, below the 32 MiB above which glibc maps every step's block afresh and
-    each of its pages faults on first write; O's (3×3×3) 7.7 instead of 26.8 MiB
-    (`KERAS_BACKEND=jax python benchmarks/micro.py --only jax_low_memory`).
+    buffer allocated only once the upstream exists: less temporary memory per compiled
+    step, below the size above which glibc maps every step's block afresh and each of its
+    pages faults on first write (docs/performance.md).
     """
     import jax
     import jax.numpy as jnp
@@ -555,10 +544,9 @@ def _tf_shifts(x: Any, flat_kernel: Any, geometry: tuple) -> Any:
     """`_shifts` on TensorFlow (strides and dilation 1) with its own gradient.
 
     TensorFlow differentiates each shifted window, a slice of the input, into a zero tensor
-    the size of the input (`StridedSliceGrad`), `k^d` of them summed: inside a network, where
-    the input's gradient is needed, the O separable train step of benchmarks/separable.py
-    took 113 ms against 17 ms as a first layer (`make bench` of 2026-12-02), and 28 ms
-    with this gradient (`separable.py --ranks 3`). Here the input's gradient is the same
+    the size of the input (`StridedSliceGrad`), `k^d` of them summed, which made the O
+    separable train step inside a network several times slower than as a first layer.
+    Here the input's gradient is the same
     shifted sum on the output gradient, zero-padded by `k - 1` on each side, with the kernel
     flipped (reversing the flattened kernel points flips every axis); the kernel's gradient
     is, per kernel point, the sum over batch and positions of its window times the output
