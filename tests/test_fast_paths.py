@@ -481,12 +481,14 @@ def test_a_maximum_that_breaks_ties_otherwise_fails(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    def first_only(x, axis):  # all of the gradient to the first maximal entry
+    def first_only(x, axes, keepdims=False):  # all of the gradient to one maximal entry
         if not fast_paths.takes("jax_max_gradient"):
             return NotImplemented
-        return jnp.take_along_axis(
-            x, jnp.expand_dims(jax.lax.stop_gradient(jnp.argmax(x, axis)), axis), axis
-        ).squeeze(axis)
+        kept = tuple(a for a in range(x.ndim) if a not in [b % x.ndim for b in axes])
+        merged = jnp.transpose(x, (*kept, *(b % x.ndim for b in axes)))
+        merged = merged.reshape(*(x.shape[a] for a in kept), -1)
+        first = jax.lax.stop_gradient(jnp.argmax(merged, -1))
+        return jnp.take_along_axis(merged, first[..., None], -1)[..., 0]
 
     from groco_core.backend import jax as jax_backend
 

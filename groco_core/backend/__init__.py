@@ -11,22 +11,24 @@ importing one never needs another backend installed.
 
 from __future__ import annotations
 
-import functools
 import importlib
 from types import ModuleType
 from typing import Any
 
 import keras
 
+# Loaded on first use; a plain dictionary, which `torch.compile` reads without a graph break
+# (a break here would let a layer decide "eager" outside the graph it then traces).
+_LOADED: dict[str, ModuleType] = {}
+
 
 def current() -> ModuleType:
     """The fast paths of the backend Keras runs on."""
-    return _module(keras.backend.backend())
-
-
-@functools.cache
-def _module(name: str) -> ModuleType:
-    return importlib.import_module(f"groco_core.backend.{name}")
+    name = keras.backend.backend()
+    module = _LOADED.get(name)
+    if module is None:
+        module = _LOADED[name] = importlib.import_module(f"groco_core.backend.{name}")
+    return module
 
 
 def call(name: str, *args: Any, **kwargs: Any) -> Any:

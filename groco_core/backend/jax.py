@@ -131,8 +131,8 @@ def conv_transpose(x: Any, kernel: Any, strides: tuple[int, ...], padding: str) 
     return product(x, kernel)
 
 
-def reduce_max(x: Any, axis: int) -> Any:
-    """`keras.ops.max(x, axis)` whose gradient cannot be NaN.
+def reduce_max(x: Any, axes: tuple[int, ...], keepdims: bool = False) -> Any:
+    """`keras.ops.max(x, axes, keepdims)` whose gradient cannot be NaN.
 
     JAX differentiates a maximum by comparing its input with the result and dividing by the
     number of equal entries (ties share the gradient). Under `jit`, XLA's CPU backend may
@@ -148,24 +148,29 @@ def reduce_max(x: Any, axis: int) -> Any:
     import jax
     import jax.numpy as jnp
 
-    axis = axis % len(x.shape)
+    x = jnp.asarray(x)
+    axes = tuple(sorted(axis % x.ndim for axis in axes))
+    kept = tuple(axis for axis in range(x.ndim) if axis not in axes)
+    # The reduced axes moved last and merged into one.
+    merged = jnp.transpose(x, (*kept, *axes)).reshape(*(x.shape[a] for a in kept), -1)
 
     @jax.custom_vjp
     def maximum(x):
-        return jnp.max(x, axis=axis)
+        return jnp.max(x, axis=-1)
 
     def forward(x):
-        return jnp.max(x, axis=axis), (x, jnp.max(x, axis=axis), jnp.argmax(x, axis=axis))
+        return jnp.max(x, axis=-1), (x, jnp.max(x, axis=-1), jnp.argmax(x, axis=-1))
 
     def backward(residuals, upstream):
         x, result, position = residuals
-        positions = jax.lax.broadcasted_iota(position.dtype, x.shape, axis)
-        chosen = (x == jnp.expand_dims(result, axis)) | (
-            positions == jnp.expand_dims(position, axis)
-        )
+        positions = jax.lax.broadcasted_iota(position.dtype, x.shape, x.ndim - 1)
+        chosen = (x == result[..., None]) | (positions == position[..., None])
         chosen = chosen.astype(upstream.dtype)
-        count = jnp.sum(chosen, axis=axis, keepdims=True)
-        return (chosen * (jnp.expand_dims(upstream, axis) / count),)
+        count = jnp.sum(chosen, axis=-1, keepdims=True)
+        return (chosen * (upstream[..., None] / count),)
 
     maximum.defvjp(forward, backward)
-    return maximum(jnp.asarray(x))
+    y = maximum(merged)
+    if keepdims:
+        y = jnp.expand_dims(y, axes)
+    return y

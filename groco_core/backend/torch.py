@@ -40,7 +40,14 @@ def reshape(x: Any, shape: tuple) -> Any:
     return x.reshape(shape)
 
 
-def conv(
+def conv(*arguments: Any, **options: Any) -> Any:
+    """`channels_last_conv` where it applies: outside `torch.compile`, and taken."""
+    if compiling() or not takes("torch_channels_last_conv"):
+        return NotImplemented
+    return channels_last_conv(*arguments, **options)
+
+
+def channels_last_conv(
     x: Any,
     kernel: Any,
     strides: tuple[int, ...],
@@ -59,23 +66,8 @@ def conv(
     oneDNN's convolution backward computes more slowly.
 
     Returns:
-        `(batch, *out, F)`, or `NotImplemented` inside `torch.compile`.
+        `(batch, *out, F)`. For a caller that has decided to take it; `conv` checks first.
     """
-    if compiling() or not takes("torch_channels_last_conv"):
-        return NotImplemented
-    return channels_last_conv(x, kernel, strides, paddings, dilation_rate, groups, bias)
-
-
-def channels_last_conv(
-    x: Any,
-    kernel: Any,
-    strides: tuple[int, ...],
-    paddings: tuple[tuple[int, int], ...],
-    dilation_rate: tuple[int, ...],
-    groups: int = 1,
-    bias: Any = None,
-) -> Any:
-    """`conv` for a caller that has decided to take it (its checks are the caller's)."""
     import torch
     import torch.nn.functional as tnn
 

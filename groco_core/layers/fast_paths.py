@@ -221,10 +221,10 @@ def _check_name(name: str) -> None:
         )
 
 
-def reduce_max(x: Any, axis: int) -> Any:
-    """`keras.ops.max(x, axis)`, or the backend's (on JAX, one whose gradient cannot be NaN:
-    see `groco_core.backend.jax.reduce_max`)."""
+def reduce_max(x: Any, axes: tuple[int, ...], keepdims: bool = False) -> Any:
+    """`keras.ops.max(x, axes, keepdims)`, or the backend's (on JAX, one whose gradient cannot
+    be NaN: see `groco_core.backend.jax.reduce_max`)."""
     from groco_core import backend
 
-    y = backend.call("reduce_max", x, axis)
-    return ops.max(x, axis=axis) if y is NotImplemented else y
+    y = backend.call("reduce_max", x, axes, keepdims)
+    return ops.max(x, axis=axes, keepdims=keepdims) if y is NotImplemented else y

@@ -319,7 +319,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             x = ops.reshape(
                 x, (pooled[0], *pooled[1:-1], self.subgroup.order, self.num_cosets, channels)
             )
-            x = reduce_max(x, -2) if self.mode == "max" else ops.mean(x, axis=-2)
+            x = reduce_max(x, (-2,)) if self.mode == "max" else ops.mean(x, axis=-2)
         return ops.moveaxis(x, -1, 1) if channels_first else x
 
     def export_plain(self, inputs: Any) -> Any:
@@ -619,19 +619,7 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         if self.mode == "average":
             return ops.mean(inputs, axis=self._reduced_axes(), keepdims=self.keepdims)
-        # Space and the group axis as one axis, for a maximum with a gradient that cannot be
-        # NaN (`fast_paths.reduce_max`).
-        shape = ops.shape(inputs)
-        if self.data_format == "channels_last":
-            flat, axis = ops.reshape(inputs, (shape[0], -1, shape[-1])), 1
-        else:
-            flat, axis = ops.reshape(inputs, (shape[0], shape[1], -1)), 2
-        pooled = reduce_max(flat, axis)
-        if not self.keepdims:
-            return pooled
-        ones = (1,) * (self.rank + 1)
-        kept = (*ones, shape[-1]) if self.data_format == "channels_last" else (shape[1], *ones)
-        return ops.reshape(pooled, (shape[0], *kept))
+        return reduce_max(inputs, self._reduced_axes(), keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         channels = input_shape[-1 if self.data_format == "channels_last" else 1]
