@@ -159,7 +159,8 @@ def reduce_max(x: Any, axes: tuple[int, ...], keepdims: bool = False) -> Any:
         return jnp.max(x, axis=-1)
 
     def forward(x):
-        return jnp.max(x, axis=-1), (x, jnp.max(x, axis=-1), jnp.argmax(x, axis=-1))
+        result = jnp.max(x, axis=-1)
+        return result, (x, result, jnp.argmax(x, axis=-1))
 
     def backward(residuals, upstream):
         x, result, position = residuals

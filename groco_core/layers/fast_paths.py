@@ -173,7 +173,7 @@ _state = threading.local()
 _taken: set[str] = set()
 
 
-def _disabled() -> frozenset[str] | None:
+def _disabled() -> frozenset[str]:
     return getattr(_state, "disabled", frozenset())
 
 
