@@ -19,6 +19,7 @@ $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e ".[jax,tensorflow,torch,test,demo]"
 	$(PIP) -e examples/groco-hexagonal
+	$(PIP) -e examples/groco-srf
 	touch $@ $(VENV)/.run-deps
 
 # `groco demo` with its defaults: a table, and groco-demo/results.json and demo.png.

@@ -55,7 +55,7 @@ from groco_core import (
     GroupMaxPooling2D,
     get_group,
 )
-from groco_core.layers.conv import add_kernel_and_bias
+from groco_core.toolkit import KernelGather, add_kernel_and_bias
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,13 +409,13 @@ def expanded_weight_class(rank: int) -> type:
     base = {2: GroupConv2D, 3: GroupConv3D}[rank]
 
     class ExpandedWeight(base):
-        def _add_kernel_and_bias(self) -> None:
+        def build_kernel(self) -> None:
             group_size = 1 if self.lifting else self.group.order
             inputs = group_size * self.in_channels
-            outputs = len(self._output_elements) * self.filters
+            outputs = len(self.output_elements) * self.filters
             shape = (*self.kernel_size, inputs, outputs)
             add_kernel_and_bias(self, shape, (self.filters,))
-            self.built = True
+            self.kernel_gather = KernelGather(self.transformed_kernel_indices())
 
         def transformed_kernel(self):
             return keras.ops.convert_to_tensor(self.kernel)
@@ -440,7 +440,7 @@ def broadcast_expansion_class(rank: int) -> type:
         def transformed_kernel(self):
             group_size = 1 if self.lifting else self.group.order
             inputs = group_size * self.in_channels
-            elements = len(self._output_elements)
+            elements = len(self.output_elements)
             kernel = keras.ops.reshape(self.kernel, (*self.kernel_size, inputs, 1, self.filters))
             kernel = keras.ops.broadcast_to(
                 kernel, (*self.kernel_size, inputs, elements, self.filters)

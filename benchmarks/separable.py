@@ -45,9 +45,10 @@ import time
 import keras
 import numpy as np
 from groco_separable import SeparableGroupConv2D, SeparableGroupConv3D
-from groco_separable.depthwise import FASTEST_FORMULATION, FORMULATIONS
 
 from groco_core import GroupConv2D, GroupConv3D, get_group, list_groups
+from groco_core.toolkit import DEPTHWISE_FORMULATIONS as FORMULATIONS
+from groco_core.toolkit import fastest_depthwise_formulation
 
 CONFIGS = {
     "2d": {"group": "P4M", "fields": 32, "size": 28, "kernels": (3, 5)},
@@ -140,7 +141,7 @@ def compare(rank: int, kernel: int, batch: int, repeats: int, steps: int, positi
     shape = (size,) * rank + (order, fields)
     full_class = GroupConv2D if rank == 2 else GroupConv3D
     separable_class = SeparableGroupConv2D if rank == 2 else SeparableGroupConv3D
-    chosen = FASTEST_FORMULATION[keras.backend.backend()][rank]
+    chosen = fastest_depthwise_formulation(rank)
     options = {"group": group, "padding": "same_equiv"}
 
     def separable(formulation: str) -> keras.Model:

@@ -81,7 +81,7 @@ def catalogue_markdown() -> str:
             "|---|---|---|---|---|---|",
         ]
         for group in members:
-            subgroups = group.subgroups
+            subgroups = registry.subgroups_of(group)
             maximal = _maximal_subgroups(group, subgroups)
             proper = sorted(
                 (n for n, idx in subgroups.items() if len(idx) < group.order),

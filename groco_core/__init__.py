@@ -14,13 +14,16 @@ from typing import Any
 from groco_core.group_layer import GroupLayer
 from groco_core.groups import MatrixGroup, PointGroup
 from groco_core.hookspecs import hookimpl
+from groco_core.layer_names import LAYER_NAMES
 from groco_core.registry import (
     PluginError,
     get_group,
     get_layer,
+    group_plugin,
     list_groups,
     list_layers,
     list_plugins,
+    subgroups_of,
 )
 
 __version__ = "0.1.0"
@@ -33,33 +36,14 @@ __all__ = [
     "PointGroup",
     "get_group",
     "get_layer",
+    "group_plugin",
     "hookimpl",
     "list_groups",
     "list_layers",
     "list_plugins",
+    "subgroups_of",
     "load_model",
-    # The layers, loaded on first access (tests check this list against groco_core.layers).
-    "GlobalGroupAveragePooling1D",
-    "GlobalGroupAveragePooling2D",
-    "GlobalGroupAveragePooling3D",
-    "GlobalGroupMaxPooling1D",
-    "GlobalGroupMaxPooling2D",
-    "GlobalGroupMaxPooling3D",
-    "GroupAveragePooling1D",
-    "GroupAveragePooling2D",
-    "GroupAveragePooling3D",
-    "GroupBatchNormalization",
-    "GroupConv1D",
-    "GroupConv1DTranspose",
-    "GroupConv2D",
-    "GroupConv2DTranspose",
-    "GroupConv3D",
-    "GroupConv3DTranspose",
-    "GroupDense",
-    "GroupMaxPooling1D",
-    "GroupMaxPooling2D",
-    "GroupMaxPooling3D",
-    "GroupReduce",
+    *LAYER_NAMES,  # loaded on first access
 ]
 
 _LAZY_MODULES = {"layers", "testing", "exporting"}
@@ -76,11 +60,10 @@ def __getattr__(name: str) -> Any:
     if name.startswith("_") or importlib.util.find_spec(f"groco_core.{name}") is not None:
         raise AttributeError(f"module 'groco_core' has no attribute {name!r}")
     layers = importlib.import_module("groco_core.layers")
-    if name in layers.__all__:
+    if name in LAYER_NAMES:
         return getattr(layers, name)
     raise AttributeError(f"module 'groco_core' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    layers = importlib.import_module("groco_core.layers")
-    return sorted(set(globals()) | _LAZY_MODULES | set(layers.__all__))
+    return sorted(set(globals()) | _LAZY_MODULES | set(LAYER_NAMES))

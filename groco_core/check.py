@@ -9,7 +9,7 @@ For one group it checks, each as a `CheckRow` with its measured error:
 - the equivariance of every registered layer kind that applies to its dimension (lifting,
   group conv, subgroup output, transposed, pooling onto a subgroup, global pooling, batch
   norm, and plugin layers through their `equivariance_cases` classmethod, see
-  `groco_core.testing.EquivarianceCase`);
+  `groco_core.equivariance.EquivarianceCase`);
 - a `.keras` round trip of a small model on it.
 
 The same functions serve a plugin's own pytest suite (re-exported by `groco_core.testing`):
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from groco_core import registry
+from groco_core.equivariance import EquivarianceCase, random_input, support_weights
 from groco_core.groups import PointGroup
 from groco_core.registry import get_group
 
@@ -160,8 +161,6 @@ def check_kernel_tables(group: str | PointGroup) -> CheckRow:
 def _transform_error(group: PointGroup, rng: np.random.Generator) -> float:
     from keras import ops
 
-    from groco_core.testing import random_input, support_weights
-
     shape = (_SIZES[group.dimension],) * group.dimension
     x = random_input((1, *shape, group.order, 2), group, rng)
     spatial = tuple(range(1, 1 + group.dimension))
@@ -232,14 +231,14 @@ def elements_to_test(group: str | PointGroup, quick: bool = False) -> list[int]:
 
 
 def _largest_proper_subgroup(group: PointGroup) -> str | None:
-    proper = [name for name, indices in group.subgroups.items() if len(indices) < group.order]
+    subgroups = registry.subgroups_of(group)
+    proper = [name for name, indices in subgroups.items() if len(indices) < group.order]
     return proper[0] if proper else None
 
 
-def core_cases(group: str | PointGroup) -> list[Any]:
-    """The kit's own cases for the core layers on a group (`EquivarianceCase` list)."""
+def core_cases(group: str | PointGroup) -> list[EquivarianceCase]:
+    """The kit's own cases for the core layers on a group."""
     from groco_core import layers
-    from groco_core.testing import EquivarianceCase
 
     group = get_group(group)
     d, order = group.dimension, group.order
@@ -331,7 +330,11 @@ def check_layer_class(
 
 
 def _run_cases(
-    group: PointGroup, cases: Sequence[Any], quick: bool, rng: Any, prefix: str = ""
+    group: PointGroup,
+    cases: Sequence[EquivarianceCase],
+    quick: bool,
+    rng: Any,
+    prefix: str = "",
 ) -> list[CheckRow]:
     rng = rng if rng is not None else np.random.default_rng(0)
     elements = elements_to_test(group, quick)
@@ -373,7 +376,6 @@ def _round_trip_error(group: PointGroup, rng: np.random.Generator) -> float:
 
     from groco_core import layers
     from groco_core.layers.serialization import load_model
-    from groco_core.testing import random_input
 
     d = group.dimension
     conv = getattr(layers, f"GroupConv{d}D")

@@ -83,15 +83,15 @@ def format_matrix(matrix: Any) -> str:
 
 def _proper_subgroups(group: PointGroup) -> dict[str, tuple[int, ...]]:
     """Registered subgroups with fewer elements (an alias, same elements, is not one)."""
-    return {name: idx for name, idx in group.subgroups.items() if len(idx) < group.order}
+    subgroups = registry.subgroups_of(group)
+    return {name: idx for name, idx in subgroups.items() if len(idx) < group.order}
 
 
 def _aliases(group: PointGroup) -> list[str]:
     """Other registered names for the same elements on the same lattice."""
+    subgroups = registry.subgroups_of(group)
     return [
-        name
-        for name, idx in group.subgroups.items()
-        if len(idx) == group.order and name != group.name
+        name for name, idx in subgroups.items() if len(idx) == group.order and name != group.name
     ]
 
 
@@ -219,7 +219,8 @@ def show_command(args: argparse.Namespace) -> int:
     print(f"\nInverses (entry i: index of the inverse of M_i): {_indices(group.inverses)}")
 
     print("\nSubgroups (name, element indices):")
-    print(format_table(["name", "indices"], [[n, _indices(v)] for n, v in group.subgroups.items()]))
+    subgroups = registry.subgroups_of(group)
+    print(format_table(["name", "indices"], [[n, _indices(v)] for n, v in subgroups.items()]))
 
     proper = _proper_subgroups(group)
     if large and not args.cosets and proper:
@@ -228,10 +229,10 @@ def show_command(args: argparse.Namespace) -> int:
     print("\nLeft cosets g·H of each proper subgroup H:")
     if not proper:
         print("(none: the group has no registered proper subgroup)")
-    rows = [
-        [name, "  ".join("{" + _indices(coset) + "}" for coset in group.cosets(name))]
-        for name in proper
-    ]
+    rows = []
+    for name in proper:
+        cosets = group.cosets(registry.get_group(name))
+        rows.append([name, "  ".join("{" + _indices(coset) + "}" for coset in cosets)])
     if rows:
         print(format_table(["subgroup", "cosets"], rows))
     return 0

@@ -3,7 +3,7 @@
 The exported model runs without any group machinery (no gather at call time) and loads where
 groco is not installed. Every groco layer implements `export_plain(inputs)`: given the
 symbolic input of the layer, it returns the output computed with stock `keras.layers` only.
-The helpers here (`to_channels_last`, `merge_group_axis`, ...) are shared by those methods.
+The helpers here (`to_channels_last`, `plain_merge_group_axis`, ...) are shared by those methods.
 
 Example:
     >>> import keras
@@ -25,13 +25,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from groco_core.group_layer import GroupLayer
+
 
 def _is_groco_layer(layer: Any) -> bool:
-    if type(layer).__module__.split(".")[0].startswith("groco"):
-        return True
-    from groco_core.registry import list_layers
-
-    return isinstance(layer, tuple(list_layers()))
+    """Whether `export` replaces `layer`: a layer of a groco package or any `GroupLayer`."""
+    return type(layer).__module__.split(".")[0].startswith("groco") or isinstance(layer, GroupLayer)
 
 
 def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None) -> keras.Model:
@@ -148,7 +147,13 @@ def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None
 
 def selection_kernel(indices: np.ndarray, size: int, weight: float = 1.0) -> np.ndarray:
     """Kernel `(size, n)` of a bias-free Dense that gathers `x[..., indices]` (times `weight`
-    and summed where a column lists several indices: `indices` is `(n,)` or `(n, m)`)."""
+    and summed where a column lists several indices: `indices` is `(n,)` or `(n, m)`).
+
+    Example:
+        >>> from groco_core.toolkit import plain_selection_kernel
+        >>> plain_selection_kernel([2, 0], 3).tolist()
+        [[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+    """
     indices = np.asarray(indices).reshape(len(indices), -1)
     kernel = np.zeros((size, len(indices)), dtype="float32")
     for column, rows in enumerate(indices):
@@ -159,7 +164,16 @@ def selection_kernel(indices: np.ndarray, size: int, weight: float = 1.0) -> np.
 def fixed_dense(
     x: Any, kernel: np.ndarray, name: str, bias: np.ndarray | None = None, activation: Any = None
 ) -> Any:
-    """A stock Dense with a fixed kernel (and bias), built on `x`, for `export_plain`."""
+    """A stock Dense with a fixed kernel (and bias), built on `x`, for `export_plain`.
+
+    Example:
+        >>> import keras
+        >>> import numpy as np
+        >>> from groco_core.toolkit import plain_fixed_dense
+        >>> y = plain_fixed_dense(keras.Input((3,)), np.eye(3, 2, dtype="float32"), "pick")
+        >>> tuple(y.shape)
+        (None, 2)
+    """
     dense = keras.layers.Dense(
         kernel.shape[1], use_bias=bias is not None, activation=activation, name=name
     )
@@ -169,7 +183,14 @@ def fixed_dense(
 
 
 def swap_last_axes(x: Any, name: str) -> Any:
-    """Stock Permute exchanging the last two axes of `x`."""
+    """Stock Permute exchanging the last two axes of `x`.
+
+    Example:
+        >>> import keras
+        >>> from groco_core.toolkit import plain_swap_last_axes
+        >>> tuple(plain_swap_last_axes(keras.Input((5, 4, 3)), "swap").shape)
+        (None, 5, 3, 4)
+    """
     rank = len(x.shape)
     dims = (*range(1, rank - 2), rank - 1, rank - 2)
     return keras.layers.Permute(dims, name=name)(x)
@@ -200,7 +221,15 @@ def static_shape(x: Any, layer_name: str) -> tuple[int, ...]:
 
 
 def known_paddings(layer: Any, paddings: tuple) -> tuple[tuple[int, int], ...]:
-    """`paddings`, refusing an axis whose padding depends on an unknown size (stride > 1)."""
+    """`paddings`, refusing (a ValueError saying to export for one input size) an axis whose
+    padding depends on an unknown size (None: a stride > 1).
+
+    Example:
+        >>> from groco_core import GroupConv2D
+        >>> from groco_core.toolkit import plain_known_paddings
+        >>> plain_known_paddings(GroupConv2D(4, 3, group="P4"), ((1, 1), (1, 1)))
+        ((1, 1), (1, 1))
+    """
     if None in paddings:
         raise ValueError(
             f"export cannot choose the padding of layer {layer.name!r}: it has strides > 1 and "
@@ -211,14 +240,32 @@ def known_paddings(layer: Any, paddings: tuple) -> tuple[tuple[int, int], ...]:
 
 
 def to_channels_last(layer: Any, x: Any) -> Any:
-    """Moves the channels of a `channels_first` input last (identity for `channels_last`)."""
+    """Moves the channels of a `channels_first` input last (identity for `channels_last`).
+
+    Example:
+        >>> import keras
+        >>> from groco_core import GroupConv2D
+        >>> from groco_core.toolkit import plain_to_channels_last
+        >>> layer = GroupConv2D(4, 3, group="P4", data_format="channels_first")
+        >>> tuple(plain_to_channels_last(layer, keras.Input((2, 9, 9))).shape)
+        (None, 9, 9, 2)
+    """
     if layer.data_format == "channels_last":
         return x
     return channels_to_last(x, f"{layer.name}_channels_last")
 
 
 def to_channels_first(layer: Any, x: Any) -> Any:
-    """Undoes `to_channels_last`."""
+    """Undoes `plain_to_channels_last` (identity for `channels_last`).
+
+    Example:
+        >>> import keras
+        >>> from groco_core import GroupConv2D
+        >>> from groco_core.toolkit import plain_to_channels_first
+        >>> layer = GroupConv2D(4, 3, group="P4", data_format="channels_first")
+        >>> tuple(plain_to_channels_first(layer, keras.Input((9, 9, 4, 2))).shape)
+        (None, 2, 9, 9, 4)
+    """
     if layer.data_format == "channels_last":
         return x
     return channels_to_first(x, f"{layer.name}_channels_first")
@@ -236,13 +283,33 @@ def _reshape(layer: Any, x: Any, target: tuple, suffix: str) -> Any:
     return keras.layers.Reshape(target, name=f"{layer.name}_{suffix}")(x)
 
 
-def merge_group_axis(layer: Any, x: Any) -> Any:
-    """`(batch, *spatial, |G|, C)` → `(batch, *spatial, |G|·C)` (index `k·C + c`)."""
+def plain_merge_group_axis(layer: Any, x: Any) -> Any:
+    """Stock Reshape `(batch, *spatial, |G|, C)` → `(batch, *spatial, |G|·C)` (channel
+    `k·C + c`), named after `layer`.
+
+    Example:
+        >>> import keras
+        >>> from groco_core import GroupConv2D
+        >>> from groco_core.toolkit import plain_merge_group_axis
+        >>> layer = GroupConv2D(4, 3, group="P4")
+        >>> tuple(plain_merge_group_axis(layer, keras.Input((9, 9, 4, 2))).shape)
+        (None, 9, 9, 8)
+    """
     return _reshape(layer, x, (*x.shape[1:-2], x.shape[-2] * x.shape[-1]), "merge_group")
 
 
-def split_group_axis(layer: Any, x: Any, order: int) -> Any:
-    """`(batch, *spatial, order·F)` → `(batch, *spatial, order, F)`."""
+def plain_split_group_axis(layer: Any, x: Any, order: int) -> Any:
+    """Stock Reshape `(batch, *spatial, order·F)` → `(batch, *spatial, order, F)`, named
+    after `layer`.
+
+    Example:
+        >>> import keras
+        >>> from groco_core import GroupConv2D
+        >>> from groco_core.toolkit import plain_split_group_axis
+        >>> layer = GroupConv2D(4, 3, group="P4")
+        >>> tuple(plain_split_group_axis(layer, keras.Input((7, 7, 16)), 4).shape)
+        (None, 7, 7, 4, 4)
+    """
     return _reshape(layer, x, (*x.shape[1:-1], order, x.shape[-1] // order), "split_group")
 
 
@@ -258,7 +325,14 @@ def _channels_last(layer_class: type) -> dict[str, str]:
 
 def pad_spatial(x: Any, paddings: tuple[tuple[int, int], ...], name: str) -> Any:
     """Stock `ZeroPadding1D/2D/3D` on the spatial axes of a channels-last `x`; the data format
-    is explicit, so a global `channels_first` setting does not change which axes it pads."""
+    is explicit, so a global `channels_first` setting does not change which axes it pads.
+
+    Example:
+        >>> import keras
+        >>> from groco_core.toolkit import plain_pad_spatial
+        >>> tuple(plain_pad_spatial(keras.Input((9, 9, 2)), ((1, 1), (1, 1)), "pad").shape)
+        (None, 11, 11, 2)
+    """
     if not any(before or after for before, after in paddings):
         return x
     rank = len(paddings)
@@ -270,7 +344,14 @@ def pad_spatial(x: Any, paddings: tuple[tuple[int, int], ...], name: str) -> Any
 
 def crop_spatial(x: Any, cropping: tuple[tuple[int, int], ...], name: str) -> Any:
     """Stock `Cropping1D/2D/3D` on the spatial axes of a channels-last `x` (explicit data
-    format, as in `pad_spatial`)."""
+    format, as in `plain_pad_spatial`).
+
+    Example:
+        >>> import keras
+        >>> from groco_core.toolkit import plain_crop_spatial
+        >>> tuple(plain_crop_spatial(keras.Input((9, 9, 2)), ((1, 1), (1, 1)), "crop").shape)
+        (None, 7, 7, 2)
+    """
     if not any(before or after for before, after in cropping):
         return x
     rank = len(cropping)
@@ -282,7 +363,18 @@ def crop_spatial(x: Any, cropping: tuple[tuple[int, int], ...], name: str) -> An
 
 def apply_activation(layer: Any, x: Any) -> Any:
     """The layer's activation as a stock `Activation` layer (after the group axis is split
-    off, so activations over an axis, such as softmax, see the same axis)."""
+    off, so activations over an axis, such as softmax, see the same axis); `x` itself
+    without one.
+
+    Example:
+        >>> import keras
+        >>> from groco_core import GroupConv2D
+        >>> from groco_core.toolkit import plain_activation
+        >>> inputs = keras.Input((7, 7, 4, 4))
+        >>> layer = GroupConv2D(4, 3, group="P4", activation="relu", name="conv")
+        >>> keras.Model(inputs, plain_activation(layer, inputs)).layers[-1].name
+        'conv_activation'
+    """
     activation = getattr(layer, "activation", None)
     if activation is None or activation is keras.activations.linear:
         return x
@@ -308,10 +400,12 @@ def export_group_conv(layer: Any, inputs: Any) -> Any:
     """
     x = to_channels_last(layer, inputs)
     if not layer.lifting:
-        x = merge_group_axis(layer, x)
-    paddings = known_paddings(layer, layer._paddings(tuple(x.shape[1 : 1 + layer.rank])))
+        x = plain_merge_group_axis(layer, x)
+    paddings = known_paddings(
+        layer, layer.padding_rule.paddings(tuple(x.shape[1 : 1 + layer.rank]))
+    )
     x = pad_spatial(x, paddings, f"{layer.name}_pad")
-    order = len(layer._output_elements)
+    order = len(layer.output_elements)
     conv = getattr(keras.layers, f"Conv{layer.rank}D")(
         order * layer.filters,
         layer.kernel_size,
@@ -325,7 +419,7 @@ def export_group_conv(layer: Any, inputs: Any) -> Any:
     )
     x = conv(x)
     conv.set_weights(_plain_weights(layer, order))
-    x = apply_activation(layer, split_group_axis(layer, x, order))
+    x = apply_activation(layer, plain_split_group_axis(layer, x, order))
     return to_channels_first(layer, x)
 
 
@@ -334,14 +428,14 @@ def export_group_conv_transpose(layer: Any, inputs: Any) -> Any:
     the window (zero input rows and cropping, see `plain_window`), then reshape."""
     x = to_channels_last(layer, inputs)
     if not layer.lifting:
-        x = merge_group_axis(layer, x)
+        x = plain_merge_group_axis(layer, x)
     input_padding, cropping = layer.plain_window()
     rank = layer.rank
     x = pad_spatial(x, input_padding, f"{layer.name}_pad")
     order = layer.group.order
     conv = getattr(keras.layers, f"Conv{rank}DTranspose")(
         order * layer.filters,
-        layer._extents,  # the dilation is built into the transformed kernel
+        layer.extents,  # the dilation is built into the transformed kernel
         strides=layer.strides,
         padding="valid",
         data_format="channels_last",
@@ -352,5 +446,5 @@ def export_group_conv_transpose(layer: Any, inputs: Any) -> Any:
     x = conv(x)
     conv.set_weights(_plain_weights(layer, order))
     x = crop_spatial(x, cropping, f"{layer.name}_crop")
-    x = apply_activation(layer, split_group_axis(layer, x, order))
+    x = apply_activation(layer, plain_split_group_axis(layer, x, order))
     return to_channels_first(layer, x)

@@ -52,17 +52,20 @@ class PointGroup(abc.ABC):
     def inverses(self) -> np.ndarray:
         """`inverses[i]` is the index of the inverse of element `i`."""
 
-    @property
     @abc.abstractmethod
-    def subgroups(self) -> dict[str, tuple[int, ...]]:
-        """Registered subgroups: name → indices (into this group) of their elements."""
+    def subgroup_indices(self, subgroup: PointGroup) -> tuple[int, ...]:
+        """Indices of a subgroup's elements, in the subgroup's own element order.
+
+        A group knows only itself: the registered subgroups, by name, are
+        `groco_core.subgroups_of(group)`, and a name is looked up with
+        `groco_core.get_group(name, subgroup_of=group)`.
+
+        Raises:
+            ValueError: when `subgroup` is not a subgroup of this group.
+        """
 
     @abc.abstractmethod
-    def subgroup_indices(self, subgroup: str | PointGroup) -> tuple[int, ...]:
-        """Indices of a subgroup's elements, in the subgroup's own element order."""
-
-    @abc.abstractmethod
-    def cosets(self, subgroup: str | PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
+    def cosets(self, subgroup: PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
         """The cosets of a subgroup, each as a tuple of element indices."""
 
     @abc.abstractmethod
@@ -150,7 +153,6 @@ class MatrixGroup(PointGroup):
             table.setflags(write=False)
         self._kernel_permutations: dict[tuple[int, ...], np.ndarray] = {}
         self._signal_sources: dict[tuple, tuple[tuple, np.ndarray]] = {}
-        self._subgroup_cache: tuple[int, dict[str, tuple[int, ...]]] | None = None
 
     @property
     def matrices(self) -> np.ndarray:
@@ -168,65 +170,54 @@ class MatrixGroup(PointGroup):
         """Index of the element with this matrix, or None when it is not in the group."""
         return self._index_of.get(np.asarray(matrix, dtype=np.int64).tobytes())
 
-    def _indices_of_group(self, other: PointGroup) -> tuple[int, ...] | None:
-        if other.dimension != self.dimension or other.lattice != self.lattice:
-            return None
-        indices = [self.index_of(m) for m in other.matrices]
-        return None if any(i is None for i in indices) else tuple(int(i) for i in indices)
-
-    @property
-    def subgroups(self) -> dict[str, tuple[int, ...]]:
-        """Every registered group on the same lattice whose matrices are a subset of ours.
-
-        Derived, not listed: a plugin that registers a group adds it as a subgroup of every
-        larger registered group. The group itself is included.
-        """
-        from groco_core import registry
-
-        version = registry.registry_version()
-        if self._subgroup_cache is None or self._subgroup_cache[0] != version:
-            found = {self.name: tuple(range(self.order))}
-            for candidate in registry.iter_groups():
-                indices = self._indices_of_group(candidate)
-                if indices is not None:
-                    found.setdefault(candidate.name, indices)
-            ordered = dict(sorted(found.items(), key=lambda item: (-len(item[1]), item[0])))
-            self._subgroup_cache = (version, ordered)
-        return dict(self._subgroup_cache[1])
-
-    def subgroup_indices(self, subgroup: str | PointGroup) -> tuple[int, ...]:
+    def subgroup_indices(self, subgroup: PointGroup) -> tuple[int, ...]:
         """Indices (into this group) of a subgroup's elements, in the subgroup's order.
 
         Args:
-            subgroup: a registered group's name (case-insensitive) or a group object.
+            subgroup: a group object on the same lattice whose matrices are all elements of
+                this group. For a name use `groco_core.get_group(name, subgroup_of=group)`,
+                which also lists the registered subgroups when the name is not one.
 
         Raises:
-            ValueError: when it is not a subgroup (or no group has that name), listing the
-                subgroups there are and the closest matches among them.
+            TypeError: when `subgroup` is not a `PointGroup` (a name, say).
+            ValueError: when it is not a subgroup, saying why.
         """
-        from groco_core import registry
-
-        other = subgroup
-        if isinstance(subgroup, str):
-            other = registry.get_group(subgroup, subgroup_of=self)
-        indices = self._indices_of_group(other) if isinstance(other, PointGroup) else None
-        if indices is None:
-            name = getattr(other, "name", str(other))
-            subgroups = list(self.subgroups)
-            # A registered name, so only a near miss is a suggestion ("C4" for "P4").
-            closest = registry.closest_match_note(name, subgroups, " among them", max_edits=1)
-            raise ValueError(
-                f"{name!r} is not a subgroup of {self.name}. Subgroups of {self.name}: "
-                f"{', '.join(subgroups)}.{closest}"
+        if not isinstance(subgroup, PointGroup):
+            lookup = ""
+            if isinstance(subgroup, str):
+                lookup = (
+                    " A group does not look names up: use "
+                    f"groco_core.get_group({subgroup!r}, subgroup_of={self.name!r})."
+                )
+            raise TypeError(
+                f"subgroup must be a PointGroup. Received: subgroup={subgroup!r} of type "
+                f"{type(subgroup).__name__}.{lookup}"
             )
-        return indices
+        if (subgroup.lattice, subgroup.dimension) != (self.lattice, self.dimension):
+            raise ValueError(
+                f"{subgroup.name!r} is not a subgroup of {self.name}: it acts on the "
+                f"{subgroup.lattice} lattice in {subgroup.dimension}D, {self.name} on the "
+                f"{self.lattice} lattice in {self.dimension}D."
+            )
+        indices = [self.index_of(matrix) for matrix in subgroup.matrices]
+        if None in indices:
+            outside = indices.index(None)
+            raise ValueError(
+                f"{subgroup.name!r} is not a subgroup of {self.name}: its element {outside}, "
+                f"{np.asarray(subgroup.matrices[outside]).tolist()}, is not in {self.name}."
+            )
+        return tuple(int(i) for i in indices)
 
-    def cosets(self, subgroup: str | PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
+    def cosets(self, subgroup: PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
         """Cosets of a subgroup H: `g·H` (`side="left"`) or `H·g` (`side="right"`).
 
         Each coset lists `g·h` (or `h·g`) for `h` in H's element order, with `g` the
         smallest index in the coset, so the first entry is the representative. Cosets are
         sorted by representative; the first is H itself.
+
+        Args:
+            subgroup: H, a group object (see `subgroup_indices`).
+            side: "left" or "right".
         """
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right'. Received: side={side!r}")

@@ -8,7 +8,8 @@ it once per object it provides, and returns None.
 Nothing fails silently (see docs/plugins.md): a hook name that is not one of these, a
 `groco_*` function not marked with `hookimpl`, a plugin without any of these hooks, a hook
 that returns a value, and every object that is skipped (invalid, clashing) are reported as a
-`GrocoPluginWarning` naming the plugin (a `PluginError` with `GROCO_STRICT_PLUGINS=1`).
+`GrocoPluginWarning` naming the plugin (a `PluginError` with `GROCO_STRICT_PLUGINS=1`). A
+hook that takes an argument these do not have is refused by pluggy, and its plugin with it.
 """
 
 from __future__ import annotations

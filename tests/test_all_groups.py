@@ -20,12 +20,13 @@ from groco_core import (
     GroupReduce,
     get_group,
 )
+from groco_core.registry import subgroups_of
 
 SQUARE_GROUPS = ["P4M", "P4", "P2MM", "CMM", "PMh", "PMv", "PMd", "PMa", "P2", "P1"]
 
 
 def largest_proper_subgroup(name: str) -> str:
-    proper = [sub for sub in get_group(name).subgroups if sub != get_group(name).name]
+    proper = [sub for sub in subgroups_of(name) if sub != get_group(name).name]
     return proper[0] if proper else name  # subgroups are listed largest first
 
 

@@ -138,7 +138,7 @@ def configurations(draw):
         ranks = (2,)
     rank = draw(st.sampled_from(ranks))
     group = draw(st.sampled_from(GROUPS[rank]))
-    subgroups = sorted(groco_core.get_group(group).subgroups)
+    subgroups = sorted(groco_core.subgroups_of(group))
     return {
         "kind": kind,
         "rank": rank,
@@ -460,9 +460,9 @@ def _scaled_gradient(function, factor: float = 1.01):
 
 # Per backend: a fast path's function (module, name), and a case that takes it.
 MUTATED = {
-    "jax": ("groco_core.layers.conv", "jax_conv", "jax_padded_conv"),
+    "jax": ("groco_core.backend.jax", "conv", "jax_padded_conv"),
     "tensorflow": ("groco_core.backend.tensorflow", "run_gather", "tensorflow_run_gather"),
-    "torch": ("groco_core.layers.conv", "torch_conv_channels_last", "torch_channels_last_conv"),
+    "torch": ("groco_core.backend.torch", "channels_last_conv", "torch_channels_last_conv"),
 }
 
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from transforms import hexagon_mask, max_equivariance_error
 
 import groco_core
-from groco_core import get_group, list_groups
+from groco_core import get_group, list_groups, subgroups_of
 
 settings.register_profile(
     "ci",
@@ -98,7 +98,9 @@ def configurations(draw, lattices: tuple[str, ...] = LATTICES):
         dimensions = [d for d in dimensions if d in (2, 3)]
     dimension = draw(st.sampled_from(dimensions))
     group = get_group(draw(st.sampled_from(_groups(dimension, lattices))))
-    subgroups = sorted(name for name in group.subgroups if get_group(name).lattice == group.lattice)
+    subgroups = sorted(
+        name for name in subgroups_of(group) if get_group(name).lattice == group.lattice
+    )
     subgroup = draw(st.sampled_from([None, *subgroups]))
     biggest = {1: 9, 2: 8, 3: 5}[dimension]
     size = draw(st.integers(1, biggest))

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 from transforms import act, act_on_grid
 
+import groco_core
 from groco_core import MatrixGroup, get_group, list_groups
+from groco_core.registry import subgroups_of
 
 SQUARE_ORDERS = {
     "P4M": 8,
@@ -72,29 +78,66 @@ def test_named_elements_have_the_documented_matrices():
 
 def test_subgroups_are_derived_from_matrix_subsets():
     p4m = get_group("P4M")
-    assert set(p4m.subgroups) == set(SQUARE_ORDERS)
-    assert set(get_group("CMM").subgroups) == {"CMM", "PMd", "PMa", "P2", "P1"}
-    assert set(get_group("P4").subgroups) == {"P4", "P2", "P1"}
-    for name, indices in p4m.subgroups.items():
+    assert set(subgroups_of(p4m)) == set(SQUARE_ORDERS)
+    assert set(subgroups_of("CMM")) == {"CMM", "PMd", "PMa", "P2", "P1"}
+    assert set(subgroups_of("P4")) == {"P4", "P2", "P1"}
+    for name, indices in subgroups_of(p4m).items():
         sub = get_group(name)
         assert np.array_equal(p4m.matrices[list(indices)], sub.matrices)
-    assert "LM" not in p4m.subgroups  # other lattice
+    assert "LM" not in subgroups_of(p4m)  # other lattice
 
 
 def test_subgroup_indices_rejects_non_subgroups():
     with pytest.raises(ValueError, match="'PMh' is not a subgroup of P4. Subgroups of P4: P4"):
-        get_group("P4").subgroup_indices("PMh")
+        get_group("PMh", subgroup_of="P4")
+
+
+def test_a_group_checks_a_subgroup_object_by_itself():
+    p4 = get_group("P4")
+    assert p4.subgroup_indices(get_group("P2")) == (0, 2)
+    with pytest.raises(
+        ValueError,
+        match=r"^'PMh' is not a subgroup of P4: its element 1, \[\[-1, 0\], \[0, 1\]\], is not "
+        r"in P4\.$",
+    ):
+        p4.subgroup_indices(get_group("PMh"))
+    with pytest.raises(ValueError, match=r"'LM' is not a subgroup of P4: it acts on the line"):
+        p4.subgroup_indices(get_group("LM"))
+    # A name is the registry's business: the message says where to look it up.
+    with pytest.raises(TypeError, match=r"use groco_core.get_group\('PMh', subgroup_of='P4'\)"):
+        p4.subgroup_indices("PMh")
+    with pytest.raises(TypeError, match=r"Received: subgroup='P2'"):
+        p4.cosets("P2")
+
+
+def test_groups_do_not_import_the_registry():
+    # Bypass the package's __init__ (which imports the registry for its own names) so that
+    # only groups.py and what it imports are loaded.
+    script = textwrap.dedent(
+        f"""
+        import sys, types
+        package = types.ModuleType("groco_core")
+        package.__path__ = [{os.path.dirname(groco_core.__file__)!r}]
+        sys.modules["groco_core"] = package
+        import groco_core.groups
+        print(sorted(name for name in sys.modules if name.startswith("groco_core.")))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split("\n")[0] == "['groco_core.groups', 'groco_core.validation']"
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("sub", ["P4", "CMM", "PMv", "P1"])
 def test_cosets_partition_the_group(sub, side):
     group = get_group("P4M")
-    cosets = group.cosets(sub, side=side)
+    cosets = group.cosets(get_group(sub), side=side)
     flat = sorted(i for coset in cosets for i in coset)
     assert flat == list(range(group.order))
     assert len(cosets) == group.order // get_group(sub).order
-    members = group.subgroup_indices(sub)
+    members = group.subgroup_indices(get_group(sub))
     assert cosets[0] == members
     for coset in cosets:
         rep = group.matrices[coset[0]]

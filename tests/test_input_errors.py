@@ -335,10 +335,10 @@ def test_an_unknown_group_lists_every_name_it_could_mean():
         lambda: GroupMaxPooling2D(group="P4M", subgroup="C2"),
         lambda: GroupDense(2, group="P4M", subgroup="C2"),
         lambda: GroupReduce("P4M", "C2"),
-        lambda: get_group("P4M").subgroup_indices("C2"),
+        lambda: get_group("C2", subgroup_of="P4M"),
         lambda: GroupConv2D(2, 3, group="P4M", subgroup="C2"),
     ],
-    ids=["GroupMaxPooling2D", "GroupDense", "GroupReduce", "subgroup_indices", "GroupConv2D"],
+    ids=["GroupMaxPooling2D", "GroupDense", "GroupReduce", "get_group", "GroupConv2D"],
 )
 def test_a_subgroup_name_is_answered_with_the_subgroups_first(make):
     with pytest.raises(ValueError) as error:
@@ -366,7 +366,7 @@ def test_a_group_that_is_not_a_subgroup_gets_only_a_near_miss():
         match=r"^'C4' is not a subgroup of P4M\. Subgroups of P4M: .*P1\. Closest match "
         r"among them: 'P4'\.$",
     ):
-        get_group("P4M").subgroup_indices("C4")
+        get_group("C4", subgroup_of="P4M")
     with pytest.raises(
         ValueError,
         match=r"^'PMh' is not a subgroup of P4\. Subgroups of P4: "

@@ -6,6 +6,7 @@ Installed plugins are temporary distributions on `sys.path` (see `test_registry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import subprocess
@@ -186,6 +187,31 @@ def test_register_plugin_refuses_a_class():
     with pytest.raises(PluginError, match="is the class Plugin; register an instance"):
         registry.register_plugin(Plugin, name="classy")
     assert "classy" not in plugins()
+
+
+def test_hook_arguments_are_checked_by_pluggy_and_the_plugin_refused():
+    class WrongArgument:
+        @hookimpl
+        def groco_register_groups(self, registry):
+            registry(MatrixGroup("Never", [IDENTITY]))
+
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'wrong': pluggy refused its hooks \(.*\{'registry'\}.*\); each of GroCo's "
+        r"hooks, groco_register_groups and groco_register_layers, takes one argument, `register`",
+    ):
+        registry.register_plugin(WrongArgument(), name="wrong")
+
+    @dataclasses.dataclass
+    class Unhashable:
+        @hookimpl
+        def groco_register_groups(self, register):
+            register(MatrixGroup("Never", [IDENTITY]))
+
+    with pytest.raises(PluginError, match=r"plugin 'data': .*not hashable.*eq=False"):
+        registry.register_plugin(Unhashable(), name="data")
+    assert not {"wrong", "data"} & set(plugins())
+    assert "Never" not in group_names()
 
 
 # -- clashes ------------------------------------------------------------------------------

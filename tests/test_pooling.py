@@ -10,11 +10,13 @@ from transforms import max_equivariance_error
 
 from groco_core.groups import MatrixGroup
 from groco_core.hookspecs import hookimpl
-from groco_core.layers.pooling import (
+from groco_core.layers.global_pooling import (
     GlobalGroupAveragePooling1D,
     GlobalGroupAveragePooling2D,
     GlobalGroupMaxPooling2D,
     GlobalGroupMaxPooling3D,
+)
+from groco_core.layers.pooling import (
     GroupAveragePooling1D,
     GroupAveragePooling2D,
     GroupMaxPooling1D,

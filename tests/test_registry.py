@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import itertools
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -66,7 +69,7 @@ def test_registered_group_is_listed_and_found_case_insensitively(register_plugin
     info = {plugin.name: plugin for plugin in registry.list_plugins()}[name]
     assert (info.groups, info.source) == (["RectMM"], "registered directly")
     # Same matrices as P2MM but another lattice: not a subgroup of the square groups.
-    assert "RectMM" not in registry.get_group("P4M").subgroups
+    assert "RectMM" not in registry.subgroups_of("P4M")
 
 
 def test_unregistered_plugin_takes_its_groups_away():
@@ -82,13 +85,13 @@ def test_new_group_becomes_subgroup_of_every_larger_group(register_plugin):
     register_plugin(GroupsPlugin(("Rot180", [IDENTITY, HALF_TURN], "square")))
     p4m = registry.get_group("P4M")
 
-    assert p4m.subgroups["Rot180"] == element_indices(p4m, [IDENTITY, HALF_TURN])
-    assert p4m.cosets("Rot180") == p4m.cosets("P2")
+    assert registry.subgroups_of(p4m)["Rot180"] == element_indices(p4m, [IDENTITY, HALF_TURN])
+    assert p4m.cosets(registry.get_group("Rot180")) == p4m.cosets(registry.get_group("P2"))
     for larger in ("P4", "P2MM", "CMM", "P2"):
-        assert "Rot180" in registry.get_group(larger).subgroups
+        assert "Rot180" in registry.subgroups_of(larger)
     for smaller in ("PMh", "PMd", "P1"):
-        assert "Rot180" not in registry.get_group(smaller).subgroups
-    assert set(registry.get_group("Rot180").subgroups) >= {"Rot180", "P2", "P1"}
+        assert "Rot180" not in registry.subgroups_of(smaller)
+    assert set(registry.subgroups_of("Rot180")) >= {"Rot180", "P2", "P1"}
 
 
 def test_alias_with_new_name_is_allowed(register_plugin):
@@ -98,7 +101,7 @@ def test_alias_with_new_name_is_allowed(register_plugin):
     turns, p4 = registry.get_group("Turns"), registry.get_group("P4")
     assert turns is not p4
     np.testing.assert_array_equal(turns.matrices, p4.matrices)
-    subgroups = registry.get_group("P4M").subgroups
+    subgroups = registry.subgroups_of("P4M")
     assert subgroups["Turns"] == subgroups["P4"]
 
 
@@ -288,7 +291,7 @@ def test_entry_point_plugin_loads_in_process(site):
         "0.1",
         ["TmpTurn"],
     )
-    assert p4m.subgroups["TmpTurn"] == element_indices(p4m, [IDENTITY, HALF_TURN])
+    assert registry.subgroups_of(p4m)["TmpTurn"] == element_indices(p4m, [IDENTITY, HALF_TURN])
 
 
 def test_disable_autoload_keeps_only_builtin_plugins(site, monkeypatch):
@@ -374,3 +377,53 @@ def test_entry_point_group_used_by_a_layer_in_a_subprocess(site, tmp_path, rng):
     expected = act(outputs[:1], np.array(HALF_TURN), (1, 2), group_matrices, group_axis=3)
     np.testing.assert_allclose(outputs[1:], expected, atol=1e-5)
     assert np.abs(outputs[0]).max() > 1e-3
+
+
+# -- layering -------------------------------------------------------------------------------
+
+
+def core_imports() -> dict[str, set[str]]:
+    """Each module of groco_core → the groco_core modules it imports, anywhere in its code
+    (at the top, in a function, through `importlib.import_module("...")`).
+
+    `from package import module` imports the module; the package itself, which Python
+    imports first whatever the form, counts only for a name that is not a module.
+    """
+    package = pathlib.Path(registry.__file__).parent
+    paths = {
+        ".".join(("groco_core", *path.relative_to(package).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        ): path
+        for path in package.rglob("*.py")
+    }
+    imports = {}
+    for name, path in paths.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                submodules = {f"{node.module}.{alias.name}" for alias in node.names} & set(paths)
+                found |= submodules or {node.module}
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", None) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(node.args[0].value)
+        imports[name] = (found & set(paths)) - {name, "groco_core"}
+    return imports
+
+
+def test_no_two_core_modules_import_each_other():
+    imports = core_imports()
+    assert "groco_core.check" in imports["groco_core.testing"]  # the analysis sees imports
+    assert [
+        (a, b)
+        for a, b in itertools.combinations(sorted(imports), 2)
+        if b in imports[a] and a in imports[b]
+    ] == []
+    # Groups know nothing of the registry, the testing kit is built on the conformance kit.
+    assert "groco_core.registry" not in imports["groco_core.groups"]
+    assert "groco_core.testing" not in imports["groco_core.check"]

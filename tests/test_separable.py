@@ -27,7 +27,7 @@ SQUARE_GROUPS = ["P4M", "P4", "P2MM", "CMM", "PMh", "PMv", "PMd", "PMa", "P2", "
 def largest_proper_subgroup(name: str) -> str:
     """The largest nontrivial subgroup other than the group itself (the group when none)."""
     group = get_group(name)
-    orders = {s: get_group(s).order for s in group.subgroups}
+    orders = {s: get_group(s).order for s in registry.subgroups_of(group)}
     others = [s for s, order in orders.items() if 1 < order < group.order]
     return max(others, key=orders.get) if others else group.name
 
@@ -139,34 +139,38 @@ def test_the_3d_formulations_have_the_same_gradients(
     _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="a choice of the JAX gradients")
-@pytest.mark.parametrize("low_memory", [True, False])
 @pytest.mark.parametrize(
     "x_shape, kernel_size, paddings",
     [((3, 9, 9, 4), (5, 5), ((2, 2), (2, 2))), ((2, 6, 7, 6, 3), (3, 3, 3), ((1, 1),) * 3)],
 )
-def test_the_jax_per_sample_loop_gives_the_same_gradients_either_way(
-    x_shape, kernel_size, paddings, low_memory, rng, monkeypatch
-):
-    """`shifts` takes its input's gradient in its per-sample loop here (stride 1, at least
-    10 kernel points); with the kernel points one after another and the input's gradient
-    written in place (`JAX_LOW_MEMORY_GRADIENTS`) and without, its gradients equal those of
-    `grouped_conv`."""
-    from groco_separable import depthwise
+def test_the_per_sample_shifts_gradients_equal_the_references(x_shape, kernel_size, paddings, rng):
+    """At stride 1 with more than 9 kernel points, JAX's `shifts` takes its input's gradient
+    in its per-sample loop, one kernel point after another (and TensorFlow's its own shifted
+    sum): its gradients equal those of `grouped_conv`, and those of `shifts` differentiated
+    by the backend itself (inside `reference_formulations()`)."""
+    from groco_core.layers.fast_paths import reference_formulations
 
-    monkeypatch.setattr(depthwise, "JAX_LOW_MEMORY_GRADIENTS", low_memory)
     x = rng.normal(size=x_shape).astype("float32")
     rank = len(kernel_size)
     ones = (1,) * rank
-    _check_gradients(x, kernel_size, ones, ones, 1, paddings, ("shifts",), rng)
+    arguments = (x, kernel_size, ones, ones, 1, paddings, ("shifts",))
+    fast = _check_gradients(*arguments, np.random.default_rng(5))
+    with reference_formulations():
+        reference = _check_gradients(*arguments, np.random.default_rng(5))  # the same kernel
+    for name in ("shifts", "shifts without x"):
+        (value, gradients), (expected_value, expected_gradients) = fast[name], reference[name]
+        np.testing.assert_allclose(value, expected_value, rtol=1e-4, atol=1e-4)
+        for gradient, expected in zip(gradients, expected_gradients, strict=True):
+            np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-4)
 
 
 def _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, formulations, rng):
     """Each of `formulations` against `grouped_conv`: the value of a nonlinear loss and its
     gradients with respect to input, kernel and bias, and (`shifts`) to kernel and bias
-    alone."""
+    alone. Returns each formulation's value and gradients by name."""
     from autodiff import value_and_gradients
-    from groco_separable.depthwise import depthwise_correlation
+
+    from groco_core.toolkit import depthwise_correlation
 
     channels = x.shape[-1]
     kernel = rng.normal(size=(*kernel_size, channels, multiplier)).astype("float32")
@@ -183,13 +187,16 @@ def _check_gradients(x, kernel_size, strides, dilation, multiplier, paddings, fo
             results[formulation + " without x"] = value_and_gradients(
                 lambda kernel, bias, loss=loss: loss(x, kernel, bias), kernel, bias
             )
-    value, gradients = results.pop("grouped_conv")
+    value, gradients = results["grouped_conv"]
     expected_without_x = gradients[1:]
     for name, (other_value, other_gradients) in results.items():
+        if name.startswith("grouped_conv"):
+            continue
         np.testing.assert_allclose(other_value, value, rtol=1e-4, atol=1e-4)
         expected_gradients = expected_without_x if name.endswith("without x") else gradients
         for other, expected in zip(other_gradients, expected_gradients, strict=True):
             np.testing.assert_allclose(other, expected, rtol=1e-4, atol=1e-4)
+    return results
 
 
 @pytest.mark.parametrize(

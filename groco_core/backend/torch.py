@@ -248,3 +248,282 @@ def _row_gather() -> Any:
             return per_element.view(-1, ctx.table_rows, upstream.shape[-1]).sum(0), None, None
 
     return RowGather.apply
+
+
+def weights_key(variables: list[Any]) -> Any:
+    """What identifies the values a layer reads from `variables` now, for
+    `groco_core.layers.kernel_cache`: each value's tensor and its in-place version counter,
+    which every assignment, optimizer update and `load_weights` bumps. `NotImplemented` under
+    autograd or `torch.compile` (the expansion is then part of what is differentiated or
+    compiled) and for a value that is not a tensor with data (a meta tensor)."""
+    import torch
+
+    if torch.is_grad_enabled() or compiling():
+        return NotImplemented
+    values = [variable.value for variable in variables]
+    if any(not isinstance(v, torch.Tensor) or v.device.type == "meta" for v in values):
+        return NotImplemented
+    return tuple((v, v._version) for v in values)
+
+
+def pools_in_float32(rank: int, mode: str, dtype: Any) -> bool:
+    """Whether a pooling of this rank, mode and dtype runs in `float32`: PyTorch has no
+    `float16` or `bfloat16` 3D average pooling on the CPU (`keras.layers.AveragePooling3D`
+    fails the same way)."""
+    if rank != 3 or mode != "average":
+        return False
+    import keras
+
+    return keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16")
+
+
+def average_pool(x: Any, pool_size: tuple, strides: tuple, padding: str) -> Any:
+    """`keras.ops.average_pool` of channels-last `x` where PyTorch's refuses it: a 3D pooling
+    with Keras's `"same"` whose window is longer than the volume along an axis. Keras hands
+    `avg_pool3d` the padding, and `avg_pool3d` compares the window with the unpadded volume
+    and raises ("input image ... smaller than kernel size"; `keras.layers.AveragePooling3D`
+    fails the same way). Here it is a `"valid"` average of `x` zero-padded as Keras pads for
+    `"same"`, divided by the same average of the padded ones: the mean over the window's
+    points inside the input, as Keras's `"same"` average (which leaves the padding out of
+    the count). `NotImplemented` elsewhere."""
+    spatial = tuple(x.shape[1:-1])
+    if (
+        len(pool_size) != 3
+        or padding != "same"
+        or None in spatial
+        or all(n >= p for n, p in zip(spatial, pool_size, strict=True))
+    ):
+        return NotImplemented
+    from groco_core.layers.padding import keras_padding
+
+    paddings = [
+        keras_padding(int(n), p, s, "same")
+        for n, p, s in zip(spatial, pool_size, strides, strict=True)
+    ]
+
+    def pooled(t: Any) -> Any:
+        padded = ops.pad(t, [(0, 0), *paddings, (0, 0)])
+        return ops.average_pool(padded, pool_size, strides, "valid", "channels_last")
+
+    ones = ops.ones((1, *(int(n) for n in spatial), 1), dtype=x.dtype)
+    return ops.divide(pooled(x), pooled(ones))
+
+
+def fastest_depthwise_formulation(rank: int) -> Any:
+    """The depthwise formulation (`groco_core.layers.depthwise_ops`) PyTorch runs fastest on
+    a CPU: `depthwise_conv` in 2D, `grouped_conv` in 3D (benchmarks/separable.py; eagerly,
+    either is `depthwise_conv` below); `NotImplemented` (unmeasured) for another number of
+    spatial axes."""
+    return {2: "depthwise_conv", 3: "grouped_conv"}.get(rank, NotImplemented)
+
+
+def depthwise_conv(
+    x: Any,
+    kernel: Any,
+    strides: tuple[int, ...],
+    dilation_rate: tuple[int, ...],
+    paddings: tuple[tuple[int, int], ...],
+    bias: Any = None,
+) -> Any:
+    """`depthwise_correlation` in its `depthwise_conv` or `grouped_conv` formulation, which on
+    PyTorch are one grouped convolution: `channels_last_conv` with `C` feature groups, on the
+    channels-last memory as it is (several times faster than through `keras.ops`'s
+    channels-first copy), or `depthwise_conv2d` where its tiled kernel gradient applies.
+
+    Args:
+        x: `(batch, *spatial, C)`.
+        kernel: `(*kernel_size, C, M)`.
+        strides, dilation_rate: per spatial axis.
+        paddings: zeros `(before, after)` per spatial axis.
+        bias: `(C·M,)` or None, added by the convolution.
+
+    Returns:
+        `(batch, *out, C·M)`, or `NotImplemented` inside `torch.compile`.
+    """
+    if compiling() or not takes("torch_channels_last_conv"):
+        return NotImplemented
+    y = depthwise_conv2d(x, kernel, strides, dilation_rate, paddings, bias)
+    if y is not NotImplemented:
+        return y
+    rank = len(strides)
+    channels, multiplier = kernel.shape[-2], kernel.shape[-1]
+    grouped = ops.reshape(kernel, (*kernel.shape[:rank], 1, channels * multiplier))
+    return channels_last_conv(
+        x, grouped, strides, paddings, dilation_rate, groups=channels, bias=bias
+    )
+
+
+def depthwise_conv2d(
+    x: Any,
+    kernel: Any,
+    strides: tuple[int, ...],
+    dilation_rate: tuple[int, ...],
+    paddings: tuple[tuple[int, int], ...],
+    bias: Any = None,
+) -> Any:
+    """The depthwise correlation of `depthwise_conv` (2 spatial axes, stride and dilation 1,
+    a kernel of at least 3 points on each axis and more than 3×3 in all) whose kernel
+    gradient is computed in 3×3 tiles. PyTorch's (oneDNN's) kernel gradient of a 3×3
+    depthwise convolution is fast, above it several times slower per kernel point; the
+    gradient of kernel point `r` depends only on the input shifted by `r`, so the gradient of
+    a `kh × kw` kernel is that of 3×3 kernels on the padded input shifted by each tile's
+    offset, each on oneDNN's fast 3×3 path. A 5×5 kernel takes four tiles (their overlap
+    computed twice). The shifted inputs are views of one buffer (see the autograd function's
+    backward), not copies, and with symmetric padding and one kernel per channel the input's
+    gradient is a forward pass with the flipped kernel. Taken inside
+    `torch_channels_last_conv`: it is that convolution, with its own gradients.
+
+    Args:
+        x: `(batch, H, W, C)`.
+        kernel: `(kh, kw, C, M)`.
+        strides, dilation_rate: per spatial axis.
+        paddings: zeros `(before, after)` per spatial axis.
+        bias: `(C·M,)` or None.
+
+    Returns:
+        `(batch, H', W', C·M)`, or `NotImplemented` where it does not apply.
+    """
+    if (
+        compiling()
+        or not _tiled_kernel_gradient_applies(kernel, strides, dilation_rate)
+        or not takes("torch_channels_last_conv")
+        or not takes("torch_tiled_depthwise_gradient")
+    ):
+        return NotImplemented
+    channels, multiplier = kernel.shape[-2], kernel.shape[-1]
+    grouped = ops.reshape(kernel, (*kernel.shape[:2], 1, channels * multiplier))
+    x = ops.convert_to_tensor(x).permute(0, 3, 1, 2)  # a view of the channels-last memory
+    weight = ops.convert_to_tensor(grouped).permute(3, 2, 0, 1)
+    pads = (*paddings[1], *paddings[0])  # torch.nn.functional.pad takes the last axis first
+    bias = None if bias is None else ops.convert_to_tensor(bias)
+    y = _tiled_depthwise_function().apply(x, weight, bias, pads, channels)
+    return y.permute(0, 2, 3, 1)
+
+
+def _tiled_kernel_gradient_applies(kernel: Any, strides: tuple, dilation_rate: tuple) -> bool:
+    """Whether `depthwise_conv2d` runs this depthwise convolution: 2 spatial axes, a kernel of
+    at least 3 points on each and more than 3×3 in all, strides and dilation 1."""
+    size = tuple(kernel.shape[:2])
+    return (
+        len(strides) == 2
+        and min(size) >= 3
+        and size != (3, 3)
+        and all(s == 1 for s in strides)
+        and all(d == 1 for d in dilation_rate)
+    )
+
+
+def _tile_starts(extent: int) -> list[int]:
+    """Where 3-point windows start so that together they cover `0 … extent - 1`."""
+    return sorted(set(range(0, extent - 3, 3)) | {extent - 3})
+
+
+@functools.cache
+def _tiled_depthwise_function() -> Any:
+    """The `torch.autograd.Function` of `depthwise_conv2d`: `apply(x, weight, bias, pads,
+    groups)` with `x` channels-first (a view of channels-last memory), `weight`
+    `(C·M, 1, kh, kw)`, `pads` as `torch.nn.functional.pad` takes them."""
+    import torch
+    import torch.nn.functional as tnn
+
+    class TiledDepthwise(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, pads, groups):
+            left, right, top, bottom = pads
+            batch, channels, height, width = x.shape
+            rows, columns = height + top + bottom, width + left + right
+            kh, kw = weight.shape[2:]
+            # The zero-padded input, channels last, in a buffer with spare zero rows at its
+            # end, which the kernel gradient's shifted views of it read past the last sample.
+            spare = kh - 3 + (kw > 3)
+            buffer = x.new_zeros(batch * rows + spare, columns, channels)
+            samples = buffer[: batch * rows].view(batch, rows, columns, channels)
+            samples[:, top : top + height, left : left + width] = x.permute(0, 2, 3, 1)
+            padded = samples.permute(0, 3, 1, 2)
+            ctx.save_for_backward(buffer, weight)
+            ctx.pads, ctx.groups, ctx.has_bias = pads, groups, bias is not None
+            ctx.shape = (batch, channels, rows, columns)
+            return tnn.conv2d(padded, weight, bias, groups=groups)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            buffer, weight = ctx.saved_tensors
+            batch, channels, rows, columns = ctx.shape
+            left, right, top, bottom = ctx.pads
+            kh, kw = weight.shape[2:]
+            upstream = upstream.contiguous(memory_format=torch.channels_last)
+            common = ([1, 1], [0, 0], [1, 1], False, [0, 0], ctx.groups)
+            input_gradient = None
+            flippable = top == bottom and left == right and weight.shape[0] == ctx.groups
+            if ctx.needs_input_grad[0] and flippable:
+                # With symmetric padding and one kernel per channel, the correlation of the
+                # upstream with the flipped kernel: a depthwise forward pass at the input's
+                # size, which oneDNN runs faster than its input gradient.
+                padding = (kh - 1 - top, kw - 1 - left)
+                input_gradient = tnn.conv2d(
+                    upstream, weight.flip(2, 3), padding=padding, groups=ctx.groups
+                )
+            elif ctx.needs_input_grad[0]:
+                padded = buffer[: batch * rows].view(batch, rows, columns, channels)
+                padded = padded.permute(0, 3, 1, 2)
+                input_gradient = torch.ops.aten.convolution_backward(
+                    upstream, padded, weight, None, *common, [True, False, False]
+                )[0]
+                input_gradient = input_gradient[:, :, top : rows - bottom, left : columns - right]
+            kernel_gradient = None
+            if ctx.needs_input_grad[1]:
+                # The samples stacked into one tall image, row `n·rows + i` of the buffer being
+                # row `i` of sample `n`, and the upstream in a zero frame stacked alike (a 3×3
+                # kernel's output width): one 3×3 kernel gradient over the stack sums every
+                # sample's own windows. The tile at offset (a, b) reads the buffer from
+                # `a·columns + b` points on, a view of it (no copy) whose reads past the end of
+                # a row meet only zeros of the frame.
+                stack = batch * rows
+                outputs, out_h, out_w = upstream.shape[1:]
+                frame = upstream.new_zeros(stack, columns - 2, outputs)
+                per_sample = frame.view(batch, rows, columns - 2, outputs)
+                per_sample[:, :out_h, :out_w] = upstream.permute(0, 2, 3, 1)
+                framed = frame[: stack - 2].unsqueeze(0).permute(0, 3, 1, 2)
+                kernel_gradient = torch.empty_like(weight)
+                tile = weight[:, :, :3, :3]
+                for a in _tile_starts(kh):
+                    for b in _tile_starts(kw):
+                        view = buffer.as_strided(
+                            (1, stack, columns, channels),
+                            (buffer.numel(), columns * channels, channels, 1),
+                            (a * columns + b) * channels,
+                        ).permute(0, 3, 1, 2)
+                        kernel_gradient[:, :, a : a + 3, b : b + 3] = (
+                            torch.ops.aten.convolution_backward(
+                                framed, view, tile, None, *common, [False, True, False]
+                            )[1]
+                        )
+            bias_gradient = upstream.sum((0, 2, 3)) if ctx.has_bias else None
+            return input_gradient, kernel_gradient, bias_gradient, None, None
+
+    return TiledDepthwise
+
+
+def pointwise(x: Any, kernel: Any, bias: Any, elements: int) -> Any:
+    """A one-point group convolution's product `x @ kernel`, plus `bias` `(F,)` tiled over
+    `elements`, as a 1×1 `channels_last_conv`: oneDNN's 1×1 convolution on channels-last
+    memory runs faster than MKL's matrix product (on JAX the product's train step is the
+    faster of the two).
+
+    Args:
+        x: `(batch, *spatial, C)`.
+        kernel: `(1, …, 1, C, elements·F)`.
+        bias: `(F,)` or None.
+        elements: the output's group elements.
+
+    Returns:
+        `(batch, *spatial, elements·F)`, or `NotImplemented` inside `torch.compile`.
+    """
+    if compiling() or not takes("torch_channels_last_conv"):
+        return NotImplemented
+    from groco_core.layers.group_axis import tile_over_group
+
+    rank = len(kernel.shape) - 2
+    zero, ones = ((0, 0),) * rank, (1,) * rank
+    bias = None if bias is None else tile_over_group(bias, elements)
+    return channels_last_conv(x, kernel, ones, zero, ones, bias=bias)

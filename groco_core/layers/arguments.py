@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Any
 
 import keras
 import numpy as np
-from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.registry import get_group
@@ -17,8 +15,51 @@ from groco_core.registry import get_group
 PADDINGS = ("valid_equiv", "same_equiv", "valid", "same")
 
 
+def keyword_arguments(local_variables: dict[str, Any]) -> dict[str, Any]:
+    """A public constructor's arguments (its `locals()`) as keywords for its base class:
+    drops `self` and `__class__` and merges `**kwargs`, so that a rank-specific class
+    (`GroupConv2D`) can list Keras's positional order and hand everything on by name.
+
+    Example:
+        >>> from groco_core.toolkit import keyword_arguments
+        >>> def layer(self, filters, kernel_size=3, **kwargs):
+        ...     return keyword_arguments(locals())
+        >>> layer(None, 8, name="conv")
+        {'filters': 8, 'kernel_size': 3, 'name': 'conv'}
+    """
+    named = {k: v for k, v in local_variables.items() if k not in ("self", "__class__")}
+    extra = named.pop("kwargs", {})
+    return {**named, **extra}
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """`value` as an int, or a TypeError / ValueError saying it must be a positive int.
+
+    Example:
+        >>> from groco_core.toolkit import check_positive_int
+        >>> check_positive_int(4, "filters")
+        4
+        >>> check_positive_int(0, "filters")
+        Traceback (most recent call last):
+        ...
+        ValueError: filters must be a positive int. Received: filters=0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int. Received: {name}={value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value}")
+    return int(value)
+
+
 def normalize_tuple(value: Any, rank: int, name: str, minimum: int = 1) -> tuple[int, ...]:
-    """An int or a sequence of `rank` ints, each ≥ `minimum`, as a tuple."""
+    """An int or a sequence of `rank` ints, each ≥ `minimum`, as a tuple; a TypeError or
+    ValueError naming `name` otherwise.
+
+    Example:
+        >>> from groco_core.toolkit import normalize_tuple
+        >>> normalize_tuple(3, 2, "kernel_size"), normalize_tuple([1, 2], 2, "strides")
+        ((3, 3), (1, 2))
+    """
     items = (value,) * rank if isinstance(value, (int, np.integer)) else value
     try:
         items = tuple(items)
@@ -38,6 +79,13 @@ def normalize_tuple(value: Any, rank: int, name: str, minimum: int = 1) -> tuple
 
 
 def normalize_padding(padding: Any) -> str:
+    """`padding` in lower case, one of `PADDINGS`; a ValueError listing them otherwise.
+
+    Example:
+        >>> from groco_core.toolkit import normalize_padding
+        >>> normalize_padding("SAME_EQUIV")
+        'same_equiv'
+    """
     if not isinstance(padding, str) or padding.lower() not in PADDINGS:
         raise ValueError(
             f"padding must be one of {', '.join(repr(p) for p in PADDINGS)}. "
@@ -48,7 +96,13 @@ def normalize_padding(padding: Any) -> str:
 
 def normalize_data_format(data_format: Any) -> str:
     """`data_format` in lower case, the global image data format for None (any case is
-    accepted, as in Keras)."""
+    accepted, as in Keras).
+
+    Example:
+        >>> from groco_core.toolkit import normalize_data_format
+        >>> normalize_data_format("Channels_Last")
+        'channels_last'
+    """
     if data_format is None:
         return keras.config.image_data_format()
     if not isinstance(data_format, str) or data_format.lower() not in (
@@ -64,7 +118,18 @@ def normalize_data_format(data_format: Any) -> str:
 
 def check_invariant_under_group(group: PointGroup, values: tuple[int, ...], name: str) -> None:
     """Per-axis settings (strides, dilation) must agree on axes the group exchanges (or,
-    on a lattice such as the hexagonal one, mixes: any nonzero entry `M[i, j]`)."""
+    on a lattice such as the hexagonal one, mixes: any nonzero entry `M[i, j]`); a
+    ValueError naming `name` otherwise.
+
+    Example:
+        >>> from groco_core import get_group
+        >>> from groco_core.toolkit import check_invariant_under_group
+        >>> check_invariant_under_group(get_group("P4M"), (2, 2), "strides")
+        >>> check_invariant_under_group(get_group("P4M"), (1, 2), "strides")
+        Traceback (most recent call last):
+        ...
+        ValueError: strides must be equal on the axes that group P4M exchanges, ...
+    """
     values_array = np.asarray(values)
     for matrix in group.matrices:
         rows, cols = np.nonzero(matrix)
@@ -79,7 +144,13 @@ def check_window_in_support(
     layer_name: str, group: PointGroup, window: tuple[int, ...], name: str
 ) -> None:
     """Refuses a pooling window larger than one point on a lattice that uses only part of a
-    square window (its `kernel_support_mask`): the block would not be mapped onto itself."""
+    square window (its `kernel_support_mask`): the block would not be mapped onto itself.
+
+    Example:
+        >>> from groco_core import get_group
+        >>> from groco_core.toolkit import check_window_in_support
+        >>> check_window_in_support("MyPooling", get_group("P4M"), (2, 2), "pool_size")
+    """
     if max(window) == 1:
         return
     try:
@@ -96,274 +167,22 @@ def check_window_in_support(
         )
 
 
-def check_centre_point(
-    layer_name: str,
-    group: PointGroup,
-    spatial: tuple,
-    paddings: tuple,
-    extents: tuple[int, ...],
-    strides: tuple[int, ...],
-) -> None:
-    """Refuses an output grid of even size where `group` needs a centre point.
-
-    A centred grid of even size has its centre between points; the flips and axis swaps of
-    a signed permutation map such a grid onto itself, other matrices do not (the hexagonal
-    lattice's 60° turn, in axial coordinates, moves the offset `(½, ½)` to `(−½, 1)`). On
-    such a group the output grid must contain the input's centre point: an odd size on every
-    axis. Sizes not known yet (None) are not checked.
-    """
-    matrices = np.abs(np.asarray(group.matrices))
-    if np.all(matrices.sum(axis=-2) == 1) and np.all(matrices <= 1):
-        return
-    for n, padding, extent, stride in zip(spatial, paddings, extents, strides, strict=True):
-        if n is None or padding is None:
-            continue
-        out = (n + sum(padding) - extent) // stride + 1
-        if out >= 1 and out % 2 == 0:
-            raise ValueError(
-                f"{layer_name}: group {group.name} ({group.lattice} lattice) maps an output "
-                f"grid onto itself only when it has a centre point, but input size {n} gives "
-                f"output size {out}, which is even. Received: input size {n}, kernel extent "
-                f"{extent}, strides={stride}, padding {padding}. Use an input size whose "
-                "output size is odd, or pass allow_non_equivariance=True."
-            )
-
-
-def keras_padding(size: int, extent: int, stride: int, padding: str) -> tuple[int, int]:
-    """The (before, after) padding Keras uses for "valid" or "same"."""
-    if padding == "valid":
-        return 0, 0
-    total = max((math.ceil(size / stride) - 1) * stride + extent - size, 0)
-    return total // 2, total - total // 2
-
-
-def is_centred(size: int, extent: int, stride: int, before: int, after: int) -> bool:
-    """Whether the output grid is centred on the input grid (so flips map it to itself).
-
-    Kernel centres sit at input coordinate `-before + (extent - 1)/2 - (size - 1)/2 + j·stride`;
-    the first and last of them are symmetric exactly when
-    `after - before == (size + before + after - extent) mod stride`.
-    """
-    span = size + before + after - extent
-    return span >= 0 and after - before == span % stride
-
-
-_PARITY = ("even", "odd")
-
-
-def _centred_padding(size: int, extent: int, stride: int, padding: str) -> tuple[int, int] | None:
-    """The padding of `equivariant_padding` when it exists, else None."""
-    base = "same" if padding.startswith("same") else "valid"
-    before, after = keras_padding(size, extent, stride, base)
-    if not padding.endswith("_equiv"):
-        return (before, after) if is_centred(size, extent, stride, before, after) else None
-    start = max(before, after)
-    for pad in range(start, start + stride):
-        if is_centred(size, extent, stride, pad, pad):
-            return pad, pad
-    return None
-
-
-def _working_alternatives(
-    size: int, window_size: int, dilation: int, stride: int, padding: str, window: str, rank: int
-) -> list[str]:
-    """Concrete changes that make `_centred_padding` exist, for the parity message."""
-    extent = dilation * (window_size - 1) + 1
-    same = padding.startswith("same")
-
-    def works(n: int, e: int) -> bool:
-        return n >= 1 and (same or n >= e) and _centred_padding(n, e, stride, padding) is not None
-
-    sizes = [n for n in (size - 2, size - 1, size + 1, size + 2) if works(n, extent)]
-    windows = [
-        k
-        for k in (window_size - 2, window_size - 1, window_size + 1, window_size + 2)
-        if k >= (1 if window == "kernel" else 2) and works(size, dilation * (k - 1) + 1)
-    ]
-    sizes, windows = sorted(sizes, key=lambda n: (abs(n - size), n))[:2], windows[:2]
-    sizes.sort()
-    windows = sorted(sorted(windows, key=lambda k: (abs(k - window_size), k))[:2])
-    options = []
-    if sizes:
-        options.append(f"an input of size {' or '.join(map(str, sizes))}")
-    if windows:
-        options.append(f"{window}_size {' or '.join(map(str, windows))}")
-    if window == "kernel":
-        # Stride 1 keeps every size; a pooling window of the right parity then downsamples.
-        reduced = size if same else size - extent + 1
-        pools = [p for p in range(2, 2 + stride) if _centred_padding(reduced, p, stride, "valid")]
-        if reduced >= 1 and pools:
-            options.append(
-                f"strides=1 followed by GroupMaxPooling{rank}D(pool_size={pools[0]}, "
-                f"strides={stride}) (the stride-1 output has size {reduced})"
-            )
-    return options
-
-
-def equivariant_padding(
-    size: int | None,
-    extent: int,
-    stride: int,
-    padding: str,
-    allow_non_equivariance: bool,
-    layer_name: str,
-    window: str = "kernel",
-    window_size: int | None = None,
-    dilation: int = 1,
-    rank: int = 2,
-) -> tuple[int, int] | None:
-    """(before, after) padding of one spatial axis; None when the size is unknown and the
-    padding depends on it (a stride > 1): it is then decided at call time, from the size the
-    input has there.
-
-    `valid_equiv` / `same_equiv` start from Keras's `valid` / `same` padding and add the
-    minimum, equal on both sides, that centres the output grid on the input grid. `valid` /
-    `same` are Keras's own, accepted when they are centred.
-
-    Args:
-        size, extent, stride: the input size, the (dilated) window extent and the stride.
-        padding, allow_non_equivariance: the layer's arguments.
-        layer_name, window, window_size, dilation, rank: for the messages (`window` is
-            `"kernel"` or `"pool"`; `window_size` defaults to `extent`).
-
-    Raises:
-        ValueError: when the output would be empty, or the padding (any padding, for the
-            `_equiv` options) breaks equivariance, unless `allow_non_equivariance` is set;
-            the message names sizes that work.
-    """
-    if size is None:
-        if stride > 1:
-            return None
-        size = extent  # with stride 1 the padding does not depend on the size
-    window_size = extent if window_size is None else window_size
-    if padding.startswith("valid") and size < extent:
-        raise ValueError(
-            f"{layer_name}: the {window} extent {extent} is larger than the input size {size}, "
-            f"so the output would be empty. Received: input size {size}, "
-            f"{window}_size={window_size}. Use a larger input, a smaller {window}_size, or "
-            "padding='same_equiv'."
-        )
-    result = _centred_padding(size, extent, stride, padding)
-    if result is not None:
-        return result
-    base = "same" if padding.startswith("same") else "valid"
-    if allow_non_equivariance:
-        return keras_padding(size, extent, stride, base)
-    if not padding.endswith("_equiv"):
-        raise ValueError(
-            f"{layer_name}: padding={padding!r} breaks equivariance for input size {size}, "
-            f"{window} extent {extent} and stride {stride}: the output grid is not centred on "
-            f"the input grid. Received: padding={padding!r}, input size {size}, "
-            f"{window}_size={window_size}, strides={stride}. Use padding='{padding}_equiv', "
-            "which pads the minimum extra, or pass allow_non_equivariance=True."
-        )
-    rule = (
-        f"with an even stride, the input size and the {window} extent must have the same "
-        f"parity, and {size} is {_PARITY[size % 2]} while the extent {extent} is "
-        f"{_PARITY[extent % 2]}"
-        if stride % 2 == 0
-        else "the output grid cannot be centred on the input grid"
-    )
-    options = _working_alternatives(size, window_size, dilation, stride, padding, window, rank)
-    fixes = "; ".join(options) + "; or " if options else ""
-    raise ValueError(
-        f"{layer_name}: no padding makes this layer equivariant for input size {size}, "
-        f"{window} extent {extent} and stride {stride}: {rule}. Received: input size {size}, "
-        f"{window}_size={window_size}, strides={stride}, padding={padding!r}. What works here: "
-        f"{fixes}pass allow_non_equivariance=True. See docs/designing.md."
-    )
-
-
-def runtime_padding(
-    size: Any,
-    extent: int,
-    stride: int,
-    padding: str,
-    allow_non_equivariance: bool,
-    layer_name: str,
-    window: str = "kernel",
-) -> tuple[Any, Any]:
-    """`equivariant_padding` for a size that is known only when the computation runs (a
-    TensorFlow graph traced with an unknown spatial size): integer tensors `(before, after)`.
-
-    A size that no padding makes equivariant fails at run time with the rule in the message
-    (TensorFlow's `InvalidArgumentError`), unless `allow_non_equivariance` is set.
-    """
-    n = ops.cast(size, "int32")
-    if padding.startswith("same"):
-        total = ops.maximum((ops.floor_divide(n + stride - 1, stride) - 1) * stride + extent - n, 0)
-    else:
-        total = ops.zeros((), "int32")
-    before = ops.floor_divide(total, 2)
-    after = total - before
-    if padding.endswith("_equiv"):
-        found = ops.full((), -1, "int32")
-        start = ops.maximum(before, after)
-        for step in reversed(range(stride)):  # the smallest centring padding wins
-            span = n + 2 * (start + step) - extent
-            centred = ops.logical_and(span >= 0, ops.equal(ops.mod(span, stride), 0))
-            found = ops.where(centred, start + step, found)
-        ok = found >= 0
-        before, after = ops.where(ok, found, before), ops.where(ok, found, after)
-    else:
-        span = n + before + after - extent
-        ok = ops.logical_and(span >= 0, ops.equal(after - before, ops.mod(span, stride)))
-    if allow_non_equivariance:
-        return before, after
-    rule = (
-        f"with stride {stride} the size must have the parity of the {window} extent {extent}"
-        if stride == 2
-        else f"the output grid cannot be centred for this size at stride {stride}"
-    )
-    message = (
-        f"{layer_name}: no padding={padding!r} makes this layer equivariant for the input's "
-        f"spatial size: {rule}. Crop or pad the input, or pass allow_non_equivariance=True. "
-        "Input size:"
-    )
-    return _checked(ok, message, n, before), after
-
-
-def runtime_paddings(
-    x: Any,
-    paddings: tuple,
-    extents: tuple[int, ...],
-    strides: tuple[int, ...],
-    padding: str,
-    allow_non_equivariance: bool,
-    layer_name: str,
-    window: str = "kernel",
-) -> list:
-    """`paddings` of a channels-last `x`, the axes left undecided (None: an unknown size at
-    stride > 1, only in a TensorFlow graph) computed by `runtime_padding` from the size `x`
-    has when the computation runs."""
-    shape = ops.shape(x)
-    return [
-        runtime_padding(shape[1 + axis], e, s, padding, allow_non_equivariance, layer_name, window)
-        if pad is None
-        else pad
-        for axis, (pad, e, s) in enumerate(zip(paddings, extents, strides, strict=True))
-    ]
-
-
-def _checked(ok: Any, message: str, size: Any, value: Any) -> Any:
-    """`value`, once `ok` holds: a run-time assertion in a TensorFlow graph, a ValueError
-    where `ok` is concrete."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        with tf.control_dependencies([tf.debugging.Assert(ok, [message, size])]):
-            return tf.identity(value)
-    if not bool(ops.convert_to_numpy(ok)):
-        raise ValueError(f"{message} {int(ops.convert_to_numpy(size))}")
-    return value
-
-
 def check_group_axis(
     layer_name: str, group: PointGroup, input_shape: tuple, group_axis: int
 ) -> None:
     """Refuses an input that is not a signal on `group`: one with a number of spatial axes
     other than 0 or the group's dimension (an image that was not lifted, or a signal whose
-    axes would be misread), or whose group axis does not have the group's order."""
+    axes would be misread), or whose group axis does not have the group's order.
+
+    Example:
+        >>> from groco_core import get_group
+        >>> from groco_core.toolkit import check_group_axis
+        >>> check_group_axis("MyLayer", get_group("P4"), (None, 9, 9, 4, 3), group_axis=-2)
+        >>> check_group_axis("MyLayer", get_group("P4"), (None, 9, 9, 8, 3), group_axis=-2)
+        Traceback (most recent call last):
+        ...
+        ValueError: MyLayer(group='P4') expects a signal on P4 with a group axis ...
+    """
     rank, dimension = len(input_shape), group.dimension
     if rank - 3 not in (0, dimension):
         takes = (
@@ -596,9 +415,39 @@ def _changed_group_axis(layer: Any, shape: tuple, group: PointGroup, group_axis:
     )
 
 
-def resolve_subgroup(group: Any, subgroup: Any) -> tuple[PointGroup, PointGroup, int]:
-    """The group, the subgroup (default: the group) and the number of cosets."""
+_EXAMPLE_GROUP = {1: "LM", 2: "P4M", 3: "Oh"}
+
+
+def resolve_groups(
+    layer_name: str, group: Any, subgroup: Any, rank: int
+) -> tuple[PointGroup, PointGroup, tuple[int, ...]]:
+    """The layer's group (a name or a `PointGroup`, acting on `rank` dimensions), the
+    subgroup its output lives on (default: the group) and the subgroup's indices in the group.
+
+    Raises:
+        ValueError: for a missing group, an unknown name, a group of another dimension or a
+            subgroup that is not one, naming the argument, the value and the groups there are.
+
+    Example:
+        >>> from groco_core.toolkit import resolve_groups
+        >>> group, subgroup, indices = resolve_groups("MyLayer", "P4M", "P4", rank=2)
+        >>> group.name, subgroup.name, len(indices)
+        ('P4M', 'P4', 4)
+    """
+    if group is None:
+        raise ValueError(
+            f"{layer_name} needs a `group`: the name of a registered point group acting on "
+            f"{rank} dimension(s), e.g. {layer_name}(..., group={_EXAMPLE_GROUP[rank]!r}). "
+            f"Received: group=None. See `groco list-groups --dimension {rank}`."
+        )
+    if isinstance(group, str) and not group:
+        raise ValueError(f"group must be a non-empty group name. Received: group={group!r}")
     group = get_group(group)
+    if group.dimension != rank:
+        raise ValueError(
+            f"{layer_name} needs a group acting on {rank} dimension(s); group {group.name} acts "
+            f"on {group.dimension}. Received: group={group.name!r}. Groups of dimension {rank}: "
+            f"see `groco list-groups --dimension {rank}`."
+        )
     subgroup = group if subgroup is None else get_group(subgroup, subgroup_of=group)
-    group.subgroup_indices(subgroup)  # ValueError listing the subgroups when it is not one
-    return group, subgroup, group.order // subgroup.order
+    return group, subgroup, group.subgroup_indices(subgroup)

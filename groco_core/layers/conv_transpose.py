@@ -22,12 +22,11 @@ from keras import ops
 from groco_core import backend
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
-from groco_core.layers.conv import (
-    BaseGroupConv,
-    keyword_arguments,
-    split_group_axis,
-)
+from groco_core.layers.arguments import keyword_arguments
+from groco_core.layers.group_axis import merge_group_axis
 from groco_core.layers.kernel_cache import cached_transformed_kernel
+from groco_core.layers.kernel_layer import BaseGroupKernelLayer
+from groco_core.layers.kernels import KernelGather, add_kernel_and_bias, group_kernel_indices
 
 
 def keras_transposed_window(
@@ -92,15 +91,17 @@ def transposed_window(
 def conv_transpose(x: Any, kernel: Any, strides: tuple[int, ...], padding: str) -> Any:
     """`keras.ops.conv_transpose` (channels last), or the backend's (on JAX on a CPU, with
     the kernel gradient taken as that of a strided convolution; see
-    `groco_core.backend.jax.conv_transpose`). Public for layer plugins."""
+    `groco_core.backend.jax.conv_transpose`)."""
     y = backend.call("conv_transpose", x, kernel, strides, padding)
     if y is not NotImplemented:
         return y
     return ops.conv_transpose(x, kernel, strides, padding, data_format="channels_last")
 
 
-class BaseGroupConvTranspose(BaseGroupConv):
+class BaseGroupConvTranspose(BaseGroupKernelLayer):
     """Rank-generic transposed group convolution; `GroupConv{1,2,3}DTranspose` fix `rank`.
+    A sibling of `BaseGroupConv` (both build on `BaseGroupKernelLayer`): its groups go the
+    other way, and it has no `groups` or LoRA.
 
     The input lives on `subgroup` (default: `group`), or is an image (lifting); the output
     lives on `group`. `GroupConv2DTranspose(8, 3, group="P4M", subgroup="P4")` maps a P4
@@ -149,9 +150,9 @@ class BaseGroupConvTranspose(BaseGroupConv):
     ):
         super().__init__(rank, filters, kernel_size, group, subgroup, strides, padding, **kwargs)
         layer_name = type(self).__name__
-        # The base class resolves `subgroup` as the output's group; here the input lives on it.
-        self._input_elements = self._output_elements
-        self._output_elements = tuple(range(self.group.order))
+        # `subgroup` is the group the input lives on; the output lives on the whole group.
+        self.input_elements = self.subgroup_elements
+        self.output_elements = tuple(range(self.group.order))
         if output_padding is None:
             self.output_padding = None
         else:
@@ -168,7 +169,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
         extra_padding = self.output_padding or (None,) * rank
         self._windows = tuple(
             transposed_window(e, s, self.padding, p, self.allow_non_equivariance, layer_name)
-            for e, s, p in zip(self._extents, self.strides, extra_padding, strict=True)
+            for e, s, p in zip(self.extents, self.strides, extra_padding, strict=True)
         )
 
     @property
@@ -180,11 +181,12 @@ class BaseGroupConvTranspose(BaseGroupConv):
     def output_group(self) -> PointGroup:
         return self.group
 
-    def _output_spatial(self, spatial: tuple) -> tuple:
+    def output_spatial(self, spatial: tuple) -> tuple:
+        """The output's spatial size for an input of spatial size `spatial`."""
         return tuple(
             None if n is None else (n - 1) * s + e - trim
             for n, e, s, (_, trim) in zip(
-                spatial, self._extents, self.strides, self._windows, strict=True
+                spatial, self.extents, self.strides, self._windows, strict=True
             )
         )
 
@@ -196,7 +198,7 @@ class BaseGroupConvTranspose(BaseGroupConv):
         what a window reaching beyond the full output needs (it never reaches `stride` past).
         """
         input_padding, cropping = [], []
-        for e, s, (start, trim) in zip(self._extents, self.strides, self._windows, strict=True):
+        for e, s, (start, trim) in zip(self.extents, self.strides, self._windows, strict=True):
             # Keras's `valid` output holds max(s − e, 0) zero points after the full output.
             tail = trim + max(s - e, 0) - start
             pad_before, pad_after = int(start < 0), int(tail < 0)
@@ -205,18 +207,24 @@ class BaseGroupConvTranspose(BaseGroupConv):
         return tuple(input_padding), tuple(cropping)
 
     def build(self, input_shape: tuple) -> None:
-        self._check_input_shape(input_shape, self.subgroup, "subgroup")
-        spatial = self._spatial_shape(tuple(input_shape))
-        for n, m in zip(spatial, self._output_spatial(spatial), strict=True):
+        self.check_input_shape(input_shape, self.subgroup, "subgroup")
+        spatial = self.spatial_shape(tuple(input_shape))
+        for n, m in zip(spatial, self.output_spatial(spatial), strict=True):
             if m is not None and m < 1:
                 raise ValueError(
                     f"{type(self).__name__}: the output would be empty: input size {n} gives "
-                    f"output size {m} with kernel extent(s) {self._extents}, strides "
+                    f"output size {m} with kernel extent(s) {self.extents}, strides "
                     f"{self.strides}, padding={self.padding!r} and output_padding="
                     f"{self.output_padding}. Received: input_shape={tuple(input_shape)}. Use "
                     "a larger input, padding='valid_equiv', or a larger output_padding."
                 )
-        self._add_kernel_and_bias()
+        group_axis_size = () if self.lifting else (self.group.order,)
+        add_kernel_and_bias(
+            self, self.kernel_size + group_axis_size + (self.in_channels, self.filters)
+        )
+        # Kept in numpy: a backend tensor made here could belong to a graph being traced.
+        self.kernel_gather = KernelGather(self.transformed_kernel_indices())
+        self.built = True
 
     def transformed_kernel_indices(self) -> np.ndarray:
         """Gather indices into the kernel's leading axes, `(|G|, extent points[, |H|])`.
@@ -227,18 +235,20 @@ class BaseGroupConvTranspose(BaseGroupConv):
         kernel, where `transformed_kernel` appends a zero: TensorFlow's CPU transposed
         convolution has no dilation, so the dilation is built into the kernel.
         """
-        indices = super().transformed_kernel_indices()
+        indices = group_kernel_indices(
+            self.group, self.output_elements, self.spatial_permutation, self.lifting
+        )
         if not self.lifting:
-            indices = indices[:, :, list(self._input_elements)]
-        if self._extents == self.kernel_size:
+            indices = indices[:, :, list(self.input_elements)]
+        if self.extents == self.kernel_size:
             return indices
         group_size = 1 if self.lifting else self.group.order
         hole = int(np.prod(self.kernel_size)) * group_size
         points = np.indices(self.kernel_size).reshape(self.rank, -1)
         dilated = np.ravel_multi_index(
-            tuple(points * np.asarray(self.dilation_rate)[:, None]), self._extents
+            tuple(points * np.asarray(self.dilation_rate)[:, None]), self.extents
         )
-        spread = np.full((indices.shape[0], int(np.prod(self._extents)), *indices.shape[2:]), hole)
+        spread = np.full((indices.shape[0], int(np.prod(self.extents)), *indices.shape[2:]), hole)
         spread[:, dilated] = indices
         return spread
 
@@ -250,18 +260,18 @@ class BaseGroupConvTranspose(BaseGroupConv):
         flat = ops.reshape(
             self.masked_kernel(), (points * group_size, self.in_channels, self.filters)
         )
-        if self._extents != self.kernel_size:
+        if self.extents != self.kernel_size:
             zero = ops.zeros((1, self.in_channels, self.filters), dtype=flat.dtype)
             flat = ops.concatenate([flat, zero], axis=0)
-        gathered = self._kernel_gather(flat)
+        gathered = self.kernel_gather(flat)
         # (|G|, extent points[, |H|], C, F) → (extent points, |G|, F[, |H|], C)
         if self.lifting:
             moved = ops.transpose(gathered, (1, 0, 3, 2))
             in_size = self.in_channels
         else:
             moved = ops.transpose(gathered, (1, 0, 4, 2, 3))
-            in_size = len(self._input_elements) * self.in_channels
-        return ops.reshape(moved, self._extents + (self.group.order * self.filters, in_size))
+            in_size = len(self.input_elements) * self.in_channels
+        return ops.reshape(moved, self.extents + (self.group.order * self.filters, in_size))
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         # channels_first is handled by moving channels last: TensorFlow's CPU convolutions
@@ -269,14 +279,13 @@ class BaseGroupConvTranspose(BaseGroupConv):
         channels_first = self.data_format == "channels_first"
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
         if not self.lifting:
-            shape = ops.shape(x)
-            x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
+            x = merge_group_axis(x)
         # Keras's `same` where this layer's window is that one, else `valid`, plus zero input
         # rows and a crop where needed: a crop that keeps everything still costs a copy of
         # the output's gradient on TensorFlow (StridedSliceGrad; docs/performance.md).
         same = all(
             keras_transposed_window(e, s, "same", None) == window
-            for e, s, window in zip(self._extents, self.strides, self._windows, strict=True)
+            for e, s, window in zip(self.extents, self.strides, self._windows, strict=True)
         )
         input_padding, cropping = self.plain_window()
         if same:
@@ -288,12 +297,14 @@ class BaseGroupConvTranspose(BaseGroupConv):
         )
         if any(before or after for before, after in cropping):
             y = y[(slice(None),) + tuple(slice(b, -a if a else None) for b, a in cropping)]
-        y = split_group_axis(
-            y, self.group.order, self.filters, self.bias if self.use_bias else None
-        )
-        if self.activation is not None:
-            y = self.activation(y)
-        return ops.moveaxis(y, -1, 1) if channels_first else y
+        bias = self.bias if self.use_bias else None
+        return self.finish(y, self.group.order, channels_first, bias)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        spatial = self.output_spatial(self.spatial_shape(tuple(input_shape)))
+        if self.data_format == "channels_last":
+            return (input_shape[0], *spatial, self.group.order, self.filters)
+        return (input_shape[0], self.filters, *spatial, self.group.order)
 
     def export_plain(self, inputs: Any) -> Any:
         """The same computation with stock Keras layers only (see `groco_core.export`)."""

@@ -15,11 +15,13 @@ from keras import ops
 
 from groco_core.exporting import fixed_dense, static_shape
 from groco_core.groups import PointGroup
-from groco_core.layers.arguments import check_group_axis, resolve_subgroup
-from groco_core.layers.conv import KernelGather, add_kernel_and_bias, split_group_axis
+from groco_core.layers.arguments import check_group_axis, check_positive_int, resolve_groups
+from groco_core.layers.group_axis import split_group_axis
 from groco_core.layers.kernel_cache import cached_transformed_kernel
+from groco_core.layers.kernels import KernelGather, add_kernel_and_bias
 from groco_core.layers.lora import LoRAKernelMixin
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.registry import get_group
 
 
 @keras.saving.register_keras_serializable(package="groco")
@@ -78,19 +80,18 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         **kwargs: Any,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)):
-            raise TypeError(f"units must be a positive int. Received: units={units!r}")
-        if units <= 0:
-            raise ValueError(f"units must be a positive int. Received: units={units}")
-        self.units = int(units)
-        if group is None:
+        self.units = check_positive_int(units, "units")
+        if group is None:  # of any dimension, unlike the layers `resolve_groups` names
             raise ValueError(
                 "GroupDense needs a `group`: the name of the registered point group its input "
                 "lives on, e.g. GroupDense(units, group='P4M'). Received: group=None. See "
                 "`groco list-groups`."
             )
-        self.group, self.subgroup, _ = resolve_subgroup(group, subgroup)
-        self._output_elements = np.asarray(self.group.subgroup_indices(self.subgroup))
+        group = get_group(group)
+        self.group, self.subgroup, output_elements = resolve_groups(
+            "GroupDense", group, subgroup, group.dimension
+        )
+        self._output_elements = np.asarray(output_elements)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -99,7 +100,7 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self._init_lora(lora_rank, lora_alpha)
+        self.init_lora(lora_rank, lora_alpha)
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) < 3:
@@ -120,7 +121,7 @@ class GroupDense(LoRAKernelMixin, RegisteredGroupsMixin, keras.layers.Layer):
         # Kept in numpy: a backend tensor made here could belong to a graph being traced.
         self._kernel_gather = KernelGather(self.transformed_kernel_indices())
         self.built = True
-        self._build_lora()
+        self.build_lora()
 
     def transformed_kernel_indices(self) -> np.ndarray:
         """Table `(|H|, |G|)`: row `h` lists the index of `h⁻¹k` for every `k` in G."""

@@ -39,7 +39,6 @@ class FastPath:
     reference: str
 
 
-_CONV = "groco_core.layers.conv"
 _SEPARABLE = "groco_separable"
 
 FAST_PATHS: dict[str, FastPath] = {
@@ -54,7 +53,7 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "bias_on_merged_axis",
             BACKENDS,
-            f"{_CONV}.split_group_axis",
+            "groco_core.layers.group_axis.split_group_axis",
             "the bias added after the group axis is split off (keras.ops.add)",
         ),
         FastPath(
@@ -84,7 +83,7 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "pointwise_matmul",
             ("jax", "tensorflow"),
-            f"{_CONV}.BaseGroupConv._matmul_applies",
+            "groco_core.layers.conv.BaseGroupConv._matmul_applies",
             "keras.ops.conv with the one-point kernel",
         ),
         FastPath(
@@ -138,32 +137,32 @@ FAST_PATHS: dict[str, FastPath] = {
         FastPath(
             "torch_tiled_depthwise_gradient",
             ("torch",),
-            f"{_SEPARABLE}.depthwise._torch_depthwise",
+            "groco_core.backend.torch.depthwise_conv2d",
             "PyTorch's grouped convolution with its own gradients",
         ),
         FastPath(
             "tensorflow_depthwise_kernel_gradient",
             ("tensorflow",),
-            f"{_SEPARABLE}.depthwise._tf_depthwise",
+            "groco_core.backend.tensorflow.depthwise_conv2d",
             "keras.ops.depthwise_conv differentiated by TensorFlow",
         ),
         FastPath(
             "jax_shifts_gradient",
             ("jax",),
-            f"{_SEPARABLE}.depthwise._jax_shifts",
+            "groco_core.backend.jax.shifts",
             "the shifted windows times their kernel points (keras.ops), differentiated by JAX",
         ),
         FastPath(
             "tensorflow_shifts_gradient",
             ("tensorflow",),
-            f"{_SEPARABLE}.depthwise._tf_shifts",
+            "groco_core.backend.tensorflow.shifts",
             "the shifted windows times their kernel points (keras.ops), differentiated by "
             "TensorFlow",
         ),
         FastPath(
             "jax_pointwise_gradient",
             ("jax",),
-            f"{_SEPARABLE}.separable._jax_pointwise",
+            "groco_core.backend.jax.pointwise",
             "keras.ops.matmul differentiated by JAX",
         ),
     )

@@ -26,11 +26,25 @@ def normalize_lora_rank(rank: Any, name: str = "lora_rank") -> int | None:
 
 class LoRAKernelMixin:
     """`kernel` as a property (base kernel plus the LoRA update when enabled), and
-    `enable_lora`, for group layers whose own weights are `kernel` and `bias`."""
+    `enable_lora`, for group layers whose own weights are `kernel` and `bias`: the update is
+    added to the untransformed kernel, so the layer stays equivariant. The layer calls
+    `init_lora(lora_rank, lora_alpha)` in its constructor, `build_lora()` at the end of
+    `build`, and adds `lora_config()` to its config (as `BaseGroupConv` does).
+
+    Example:
+        >>> import numpy as np
+        >>> from groco_core import GroupConv2D
+        >>> layer = GroupConv2D(4, 3, group="P4")
+        >>> layer.build((None, 9, 9, 2))
+        >>> layer.enable_lora(2)
+        >>> tuple(layer.lora_kernel_a.shape), tuple(layer.lora_kernel_b.shape)
+        ((3, 3, 2, 2), (2, 4))
+    """
 
     lora_enabled = False
 
-    def _init_lora(self, lora_rank: Any, lora_alpha: Any) -> None:
+    def init_lora(self, lora_rank: Any, lora_alpha: Any) -> None:
+        """Records the constructor's `lora_rank` (None: no LoRA) and `lora_alpha`."""
         self.lora_rank = normalize_lora_rank(lora_rank)
         self.lora_alpha = self.lora_rank if lora_alpha is None else lora_alpha
         self.lora_enabled = False
@@ -111,7 +125,7 @@ class LoRAKernelMixin:
         self.lora_rank = rank
         self.lora_alpha = rank if lora_alpha is None else lora_alpha
 
-    def _build_lora(self) -> None:
+    def build_lora(self) -> None:
         """Enables LoRA at build time when the constructor was given `lora_rank`."""
         if self.lora_rank and not self.lora_enabled:
             self.enable_lora(self.lora_rank, lora_alpha=self.lora_alpha)

@@ -15,8 +15,8 @@ from keras import ops
 
 from groco_core.groups import PointGroup
 from groco_core.layers.arguments import check_group_axis
-from groco_core.layers.conv import reshape, tile_over_group
 from groco_core.layers.fast_paths import takes
+from groco_core.layers.group_axis import reshape, tile_over_group
 from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_core.registry import get_group
 

@@ -1,9 +1,10 @@
-"""Pooling of signals on a group: spatial pooling, pooling onto a subgroup, global pooling.
+"""Pooling of signals on a group: spatial pooling and pooling onto a subgroup.
 
 Spatial pooling treats every group element as a channel (one `keras.ops` pooling on the group
 axis merged into the channels). With a `subgroup` H the layer also pools over the right
 cosets: `out(p, k) = pool_j f(p, h_k·r_j)` (see `groco_core.layers.reduce`), equivariant
-under H. Global pooling reduces space and the group axis: an invariant `(batch, channels)`.
+under H. Global pooling, over space and the group axis, is in
+`groco_core.layers.global_pooling`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from groco_core import backend
 from groco_core.exporting import (
     channels_to_first,
     channels_to_last,
@@ -25,33 +27,20 @@ from groco_core.exporting import (
 )
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
-from groco_core.layers.arguments import check_group_axis, resolve_subgroup
-from groco_core.layers.conv import _EXAMPLE_GROUP, keyword_arguments
+from groco_core.layers.arguments import check_group_axis, keyword_arguments
 from groco_core.layers.fast_paths import reduce_max
+from groco_core.layers.padding import PaddingRule
 from groco_core.layers.reduce import coset_indices
 from groco_core.layers.serialization import RegisteredGroupsMixin
-from groco_core.registry import get_group
 
-_MODES = ("max", "average")
+MODES = ("max", "average")
 
 
-def average_pool_same_by_padding(x: Any, pool_size: tuple, strides: tuple, spatial: tuple) -> Any:
-    """`ops.average_pool(x, pool_size, strides, "same")` on channels-last `x` of known
-    `spatial` size, computed as a `"valid"` average of `x` zero-padded as Keras pads for
-    `"same"`, divided by the same average of the padded ones: the mean over the window's
-    points inside the input, as Keras's `"same"` average (which leaves the padding out of
-    the count)."""
-    paddings = [
-        arguments.keras_padding(int(n), p, s, "same")
-        for n, p, s in zip(spatial, pool_size, strides, strict=True)
-    ]
-
-    def pooled(t: Any) -> Any:
-        padded = ops.pad(t, [(0, 0), *paddings, (0, 0)])
-        return ops.average_pool(padded, pool_size, strides, "valid", "channels_last")
-
-    ones = ops.ones((1, *(int(n) for n in spatial), 1), dtype=x.dtype)
-    return ops.divide(pooled(x), pooled(ones))
+def check_mode(mode: str) -> str:
+    """`mode` if it is one of `MODES`, else a ValueError."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'max' or 'average'. Received: mode={mode!r}")
+    return mode
 
 
 def max_pool_3d_by_planes(x: Any, pool_size: tuple, strides: tuple, padding: str) -> Any:
@@ -126,8 +115,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be 'max' or 'average'. Received: mode={mode!r}")
+        self.mode = check_mode(mode)
         layer_name = type(self).__name__
         if isinstance(pool_size, str):
             raise TypeError(
@@ -135,28 +123,25 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
                 f"pool_size={pool_size!r}. The first positional argument is `pool_size`, as in "
                 f"keras.layers.MaxPooling{rank}D; pass the group by keyword: group={pool_size!r}."
             )
-        if group is None:
-            raise ValueError(
-                f"{layer_name} needs a `group`: the name of the registered point group its "
-                f"input lives on, e.g. {layer_name}(group={_EXAMPLE_GROUP[rank]!r}). Received: "
-                f"group=None. See `groco list-groups --dimension {rank}`."
-            )
         self.rank = rank
-        self.mode = mode
-        self.group, self.subgroup, self.num_cosets = resolve_subgroup(group, subgroup)
-        if self.group.dimension != rank:
-            raise ValueError(
-                f"{layer_name} needs a group acting on {rank} dimension(s); group "
-                f"{self.group.name} acts on {self.group.dimension}. Received: "
-                f"group={self.group.name!r}. See `groco list-groups --dimension {rank}`."
-            )
+        self.group, self.subgroup, _ = arguments.resolve_groups(layer_name, group, subgroup, rank)
+        self.num_cosets = self.group.order // self.subgroup.order
         self.pool_size = arguments.normalize_tuple(pool_size, rank, "pool_size")
         self.strides = (
             self.pool_size
             if strides is None
             else arguments.normalize_tuple(strides, rank, "strides")
         )
-        self.padding = arguments.normalize_padding(padding)
+        self._padding_rule = PaddingRule(
+            padding,
+            self.pool_size,
+            self.strides,
+            self.subgroup,
+            layer_name,
+            allow_non_equivariance=allow_non_equivariance,
+            window="pool",
+        )
+        self.padding = self._padding_rule.padding
         self.data_format = arguments.normalize_data_format(data_format)
         self.allow_non_equivariance = bool(allow_non_equivariance)
         # The output lives on H, so only H's exchanged axes must agree.
@@ -175,67 +160,25 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         start = 1 if self.data_format == "channels_last" else 2
         return tuple(shape[start : start + self.rank])
 
-    def _paddings(self, spatial: tuple) -> tuple[tuple[int, int], ...]:
-        spatial = tuple(None if n is None else int(n) for n in spatial)
-        paddings = tuple(
-            arguments.equivariant_padding(
-                n,
-                p,
-                s,
-                self.padding,
-                self.allow_non_equivariance,
-                type(self).__name__,
-                window="pool",
-                window_size=p,
-                rank=self.rank,
-            )
-            for n, p, s in zip(spatial, self.pool_size, self.strides, strict=True)
-        )
-        if not self.allow_non_equivariance:
-            arguments.check_centre_point(
-                type(self).__name__, self.subgroup, spatial, paddings, self.pool_size, self.strides
-            )
-        return paddings
-
-    def _explicit_padding(self, spatial: tuple) -> tuple[tuple[int, int], ...] | None:
-        """Zero padding the layer adds itself (the `_equiv` options), or None; an axis of
-        unknown size at stride > 1 is None inside the tuple (decided at run time)."""
-        paddings = self._paddings(spatial)  # also refuses Keras paddings that break symmetry
+    def _explicit_padding(self, paddings: tuple) -> tuple | None:
+        """The zero padding the layer adds itself (the `_equiv` options), from the rule's
+        `paddings`, or None; an axis of unknown size at stride > 1 is None inside the tuple
+        (decided at run time)."""
         if not self.padding.endswith("_equiv"):
             return None
         if None in paddings:
             return paddings
         return paddings if any(b or a for b, a in paddings) else None
 
-    def _runtime_paddings(self, x: Any, paddings: tuple) -> list:
-        return arguments.runtime_paddings(
-            x,
-            paddings,
-            self.pool_size,
-            self.strides,
-            self.padding,
-            self.allow_non_equivariance,
-            type(self).__name__,
-            window="pool",
-        )
-
-    def _output_spatial(self, spatial: tuple) -> tuple:
-        return tuple(
-            None if n is None else (n + sum(padding) - p) // s + 1
-            for n, p, s, padding in zip(
-                spatial, self.pool_size, self.strides, self._paddings(spatial), strict=True
-            )
-        )
-
     def build(self, input_shape: tuple) -> None:
         group_axis = -2 if self.data_format == "channels_last" else -1
         check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
-        self._paddings(self._spatial_shape(input_shape))  # refuse bad configurations early
+        self._padding_rule.paddings(self._spatial_shape(input_shape))  # refuse bad ones early
         self._gather = self._coset_table.reshape(-1).astype("int32")  # numpy: safe in traces
         self.built = True
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
-        spatial = self._output_spatial(self._spatial_shape(tuple(input_shape)))
+        spatial = self._padding_rule.output_spatial(self._spatial_shape(tuple(input_shape)))
         channel_axis = -1 if self.data_format == "channels_last" else 1
         channels = input_shape[channel_axis]
         if self.data_format == "channels_last":
@@ -247,35 +190,6 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
     def _keras_padding(self) -> str:
         return "same" if self.padding == "same" else "valid"
 
-    def _torch_window_over_volume(self, spatial: tuple) -> bool:
-        """Whether this is a 3D average pooling with Keras's `"same"` on PyTorch whose window
-        is longer than the volume along an axis: Keras hands PyTorch's `avg_pool3d` the
-        padding, and `avg_pool3d` compares the window with the unpadded volume and raises
-        ("input image ... smaller than kernel size"; `keras.layers.AveragePooling3D` fails
-        the same way). `call` then pads and divides itself (`average_pool_same_by_padding`).
-        """
-        return (
-            self.rank == 3
-            and self.mode == "average"
-            and self.padding == "same"
-            and keras.backend.backend() == "torch"
-            and None not in spatial
-            and any(n < p for n, p in zip(spatial, self.pool_size, strict=True))
-        )
-
-    def _pools_in_float32(self, dtype: Any) -> bool:
-        """Whether this 3D pooling's dtype has no CPU kernel on the backend: TensorFlow has
-        no `float16` 3D pooling, PyTorch no `float16` or `bfloat16` 3D average
-        (`keras.layers.MaxPooling3D` / `AveragePooling3D` fail the same way). `call` then
-        pools in `float32`, which a maximum leaves exact and an average rounds once."""
-        if self.rank != 3:
-            return False
-        dtype = keras.backend.standardize_dtype(dtype)
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            return dtype == "float16"
-        return backend == "torch" and self.mode == "average" and dtype in ("float16", "bfloat16")
-
     def call(self, inputs: Any) -> Any:
         # Channels go last (TensorFlow's CPU pooling only supports channels_last) and the
         # group axis is merged into them, so one ordinary pooling does every element.
@@ -284,34 +198,23 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         shape = ops.shape(x)
         order, channels = shape[-2], shape[-1]
         x = ops.reshape(x, (shape[0], *shape[1:-2], order * channels))
-        spatial = tuple(x.shape[1 : 1 + self.rank])
-        explicit = self._explicit_padding(spatial)
+        paddings = self._padding_rule.paddings(tuple(x.shape[1 : 1 + self.rank]))
+        explicit = self._explicit_padding(paddings)
         if explicit is not None:
             if None in explicit:
-                explicit = self._runtime_paddings(x, explicit)
+                explicit = self._padding_rule.resolve(x, explicit)
             x = ops.pad(x, [(0, 0), *explicit, (0, 0)])
-        elif None in self._paddings(spatial):
+        elif None in paddings:
             # Keras's own "valid" / "same": the pooling pads itself and only the symmetry is
             # checked. Adding 0 · the checked padding makes the graph depend on that check.
-            checked = self._runtime_paddings(x, self._paddings(spatial))
+            checked = self._padding_rule.resolve(x, paddings)
             x = ops.add(x, ops.cast(sum(b for b, _ in checked if b is not None) * 0, x.dtype))
         dtype = x.dtype
-        if self._pools_in_float32(dtype):
+        # A backend without a CPU kernel for this dtype's 3D pooling pools in float32, which
+        # a maximum leaves exact and an average rounds once.
+        if backend.call("pools_in_float32", self.rank, self.mode, dtype) is True:
             x = ops.cast(x, "float32")
-        if self._torch_window_over_volume(spatial):
-            x = average_pool_same_by_padding(x, self.pool_size, self.strides, spatial)
-        elif self.mode == "max" and self.rank == 3:
-            x = max_pool_3d_by_planes(x, self.pool_size, self.strides, self._keras_padding())
-        else:
-            pool = ops.max_pool if self.mode == "max" else ops.average_pool
-            x = pool(
-                x,
-                pool_size=self.pool_size,
-                strides=self.strides,
-                padding=self._keras_padding(),
-                data_format="channels_last",
-            )
-        x = ops.cast(x, dtype)
+        x = ops.cast(self._pool(x), dtype)
         pooled = ops.shape(x)
         x = ops.reshape(x, (pooled[0], *pooled[1:-1], order, channels))
         if self.num_cosets > 1:
@@ -322,6 +225,19 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
             x = reduce_max(x, (-2,)) if self.mode == "max" else ops.mean(x, axis=-2)
         return ops.moveaxis(x, -1, 1) if channels_first else x
 
+    def _pool(self, x: Any) -> Any:
+        """The pooling of channels-last `x`: Keras's, or the backend's where Keras's fails
+        (`average_pool`), or for 3D maxima `max_pool_3d_by_planes`."""
+        padding = self._keras_padding()
+        if self.mode == "average":
+            pooled = backend.call("average_pool", x, self.pool_size, self.strides, padding)
+            if pooled is not NotImplemented:
+                return pooled
+        elif self.rank == 3:
+            return max_pool_3d_by_planes(x, self.pool_size, self.strides, padding)
+        pool = ops.max_pool if self.mode == "max" else ops.average_pool
+        return pool(x, self.pool_size, self.strides, padding, "channels_last")
+
     def export_plain(self, inputs: Any) -> Any:
         """The same map from stock Keras layers: Reshape, ZeroPadding, Max/AveragePooling,
         and for a subgroup a 0/1 (or 1/[G:H]) Dense over the group axis."""
@@ -330,7 +246,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         shape = static_shape(x, type(self).__name__)
         spatial, order, channels = shape[:-2], shape[-2], shape[-1]
         x = keras.layers.Reshape((*spatial, order * channels), name=f"{self.name}_merge_group")(x)
-        explicit = self._explicit_padding(spatial)
+        explicit = self._explicit_padding(self._padding_rule.paddings(spatial))
         if explicit is not None:
             x = pad_spatial(x, explicit, f"{self.name}_padding")
         kind = "MaxPooling" if self.mode == "max" else "AveragePooling"
@@ -559,194 +475,3 @@ class GroupAveragePooling3D(BaseGroupPooling):
         **kwargs: Any,
     ):
         BaseGroupPooling.__init__(self, 3, "average", **keyword_arguments(locals()))
-
-
-class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
-    """Rank-generic global pooling over space and the group axis: an invariant output.
-
-    Args:
-        rank: number of spatial axes.
-        mode: "max" or "average".
-        group: optional: the group the input lives on (name or object), to check the length
-            of the group axis. Any signal on any group is accepted without it.
-        keepdims: keep the reduced axes (space and group) with length 1, as Keras's
-            global pooling layers do.
-        data_format: "channels_last" or "channels_first"; default from
-            `keras.config.image_data_format()`.
-
-    Input shape:
-        `(batch, *spatial, |G|, channels)` (`channels_first`: `(batch, channels, *spatial, |G|)`).
-
-    Output shape:
-        `(batch, channels)`; with `keepdims`, `(batch, 1, ..., 1, channels)` (`channels_first`:
-        `(batch, channels, 1, ..., 1)`).
-    """
-
-    def __init__(
-        self,
-        rank: int,
-        mode: str,
-        group: str | PointGroup | None = None,
-        keepdims: bool = False,
-        data_format: str | None = None,
-        **kwargs: Any,
-    ):
-        super().__init__(**kwargs)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be 'max' or 'average'. Received: mode={mode!r}")
-        self.rank = rank
-        self.mode = mode
-        self.group = None if group is None else get_group(group)
-        self.keepdims = bool(keepdims)
-        self.data_format = arguments.normalize_data_format(data_format)
-        self.input_spec = keras.layers.InputSpec(ndim=rank + 3)
-
-    @property
-    def output_group(self) -> None:
-        """None: the output has no group axis; it is invariant under `group`."""
-        return None
-
-    def _reduced_axes(self) -> tuple[int, ...]:
-        start = 1 if self.data_format == "channels_last" else 2
-        return tuple(range(start, start + self.rank + 1))
-
-    def build(self, input_shape: tuple) -> None:
-        if self.group is not None:
-            group_axis = -2 if self.data_format == "channels_last" else -1
-            check_group_axis(type(self).__name__, self.group, tuple(input_shape), group_axis)
-        self.built = True
-
-    def call(self, inputs: Any) -> Any:
-        if self.mode == "average":
-            return ops.mean(inputs, axis=self._reduced_axes(), keepdims=self.keepdims)
-        return reduce_max(inputs, self._reduced_axes(), keepdims=self.keepdims)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
-        if not self.keepdims:
-            return (input_shape[0], channels)
-        ones = (1,) * (self.rank + 1)
-        if self.data_format == "channels_last":
-            return (input_shape[0], *ones, channels)
-        return (input_shape[0], channels, *ones)
-
-    def export_plain(self, inputs: Any) -> Any:
-        """The same map from stock Keras layers: Reshape, Global*Pooling1D, Reshape."""
-        channels_last = self.data_format == "channels_last"
-        channels = inputs.shape[-1 if channels_last else 1]
-        flat = (-1, channels) if channels_last else (channels, -1)
-        x = keras.layers.Reshape(flat, name=f"{self.name}_flatten")(inputs)
-        kind = "GlobalMaxPooling1D" if self.mode == "max" else "GlobalAveragePooling1D"
-        x = getattr(keras.layers, kind)(data_format=self.data_format, name=f"{self.name}_pool")(x)
-        if self.keepdims:
-            ones = (1,) * (self.rank + 1)
-            kept = (*ones, channels) if channels_last else (channels, *ones)
-            x = keras.layers.Reshape(kept, name=f"{self.name}_keepdims")(x)
-        return x
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "group": None if self.group is None else self.group.name,
-                "keepdims": self.keepdims,
-                "data_format": self.data_format,
-            }
-        )
-        return config
-
-
-@keras.saving.register_keras_serializable(package="groco")
-class GlobalGroupMaxPooling1D(BaseGlobalGroupPooling):
-    """Maximum over the line and the group; see `BaseGlobalGroupPooling`."""
-
-    def __init__(
-        self,
-        data_format: str | None = None,
-        keepdims: bool = False,
-        *,
-        group: str | PointGroup | None = None,
-        **kwargs: Any,
-    ):
-        BaseGlobalGroupPooling.__init__(self, 1, "max", **keyword_arguments(locals()))
-
-
-@keras.saving.register_keras_serializable(package="groco")
-class GlobalGroupMaxPooling2D(BaseGlobalGroupPooling):
-    """Maximum over the image and the group: invariant features; see `BaseGlobalGroupPooling`.
-
-    Example:
-        >>> import numpy as np
-        >>> GlobalGroupMaxPooling2D()(np.zeros((2, 5, 5, 8, 3))).shape
-        (2, 3)
-    """
-
-    def __init__(
-        self,
-        data_format: str | None = None,
-        keepdims: bool = False,
-        *,
-        group: str | PointGroup | None = None,
-        **kwargs: Any,
-    ):
-        BaseGlobalGroupPooling.__init__(self, 2, "max", **keyword_arguments(locals()))
-
-
-@keras.saving.register_keras_serializable(package="groco")
-class GlobalGroupMaxPooling3D(BaseGlobalGroupPooling):
-    """Maximum over the volume and the group; see `BaseGlobalGroupPooling`."""
-
-    def __init__(
-        self,
-        data_format: str | None = None,
-        keepdims: bool = False,
-        *,
-        group: str | PointGroup | None = None,
-        **kwargs: Any,
-    ):
-        BaseGlobalGroupPooling.__init__(self, 3, "max", **keyword_arguments(locals()))
-
-
-@keras.saving.register_keras_serializable(package="groco")
-class GlobalGroupAveragePooling1D(BaseGlobalGroupPooling):
-    """Mean over the line and the group; see `BaseGlobalGroupPooling`."""
-
-    def __init__(
-        self,
-        data_format: str | None = None,
-        keepdims: bool = False,
-        *,
-        group: str | PointGroup | None = None,
-        **kwargs: Any,
-    ):
-        BaseGlobalGroupPooling.__init__(self, 1, "average", **keyword_arguments(locals()))
-
-
-@keras.saving.register_keras_serializable(package="groco")
-class GlobalGroupAveragePooling2D(BaseGlobalGroupPooling):
-    """Mean over the image and the group: invariant features; see `BaseGlobalGroupPooling`."""
-
-    def __init__(
-        self,
-        data_format: str | None = None,
-        keepdims: bool = False,
-        *,
-        group: str | PointGroup | None = None,
-        **kwargs: Any,
-    ):
-        BaseGlobalGroupPooling.__init__(self, 2, "average", **keyword_arguments(locals()))
-
-
-@keras.saving.register_keras_serializable(package="groco")
-class GlobalGroupAveragePooling3D(BaseGlobalGroupPooling):
-    """Mean over the volume and the group; see `BaseGlobalGroupPooling`."""
-
-    def __init__(
-        self,
-        data_format: str | None = None,
-        keepdims: bool = False,
-        *,
-        group: str | PointGroup | None = None,
-        **kwargs: Any,
-    ):
-        BaseGlobalGroupPooling.__init__(self, 3, "average", **keyword_arguments(locals()))

@@ -23,8 +23,9 @@ from groco_core.exporting import (
     swap_last_axes,
 )
 from groco_core.groups import PointGroup
-from groco_core.layers.arguments import check_group_axis, normalize_data_format, resolve_subgroup
+from groco_core.layers.arguments import check_group_axis, normalize_data_format, resolve_groups
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.registry import get_group
 
 
 def coset_indices(group: PointGroup, subgroup: PointGroup) -> np.ndarray:
@@ -84,7 +85,11 @@ class GroupReduce(RegisteredGroupsMixin, keras.layers.Layer):
                 "GroupReduce needs the subgroup to restrict to. Received: subgroup=None. "
                 "Pass e.g. subgroup='P4' with group='P4M'."
             )
-        self.group, self.subgroup, self.num_cosets = resolve_subgroup(group, subgroup)
+        group = get_group(group)  # of any dimension
+        self.group, self.subgroup, _ = resolve_groups(
+            type(self).__name__, group, subgroup, group.dimension
+        )
+        self.num_cosets = self.group.order // self.subgroup.order
         self.data_format = normalize_data_format(data_format)
         self._flat_indices = coset_indices(self.group, self.subgroup).reshape(-1)
         self.input_spec = keras.layers.InputSpec(min_ndim=3)

@@ -34,6 +34,22 @@ class RegisteredGroupsMixin:
     or the reverse, a changed number of channels or group axis, or an image given to a
     layer of signals only. Keras's own input-spec check and the backend come after it, and
     say less. Put the mixin first among the bases.
+
+    Example:
+        >>> import keras
+        >>> from groco_core import GroupLayer, get_group
+        >>> from groco_core.toolkit import RegisteredGroupsMixin
+        >>> class Identity(RegisteredGroupsMixin, keras.layers.Layer):
+        ...     def __init__(self, group, **kwargs):
+        ...         super().__init__(**kwargs)
+        ...         self.group = get_group(group)
+        ...     def call(self, inputs):
+        ...         return inputs
+        ...     def get_config(self):
+        ...         return {**super().get_config(), "group": self.group.name}
+        >>> layer = Identity("P4M")
+        >>> isinstance(layer, GroupLayer), layer.output_group.name
+        (True, 'P4M')
     """
 
     group: PointGroup | None

@@ -31,6 +31,7 @@ from groco_core import (
     list_plugins,
     registry,
 )
+from groco_core.registry import subgroups_of
 from groco_core.testing import assert_conforms
 
 HEXAGONAL = ["P6M", "P6", "P31M", "P3M1", "P3", "HexP2", "HexP1"] + [
@@ -92,9 +93,9 @@ def test_groups_come_through_the_entry_point():
     assert sorted(info.groups) == sorted(HEXAGONAL) and not info.problems
     p6m = get_group("p6m")
     assert (p6m.order, p6m.lattice) == (12, "hexagonal")
-    assert set(p6m.subgroups) == set(HEXAGONAL)
-    assert set(get_group("P31M").subgroups) == {"P31M", "P3", "HexM0", "HexM60", "HexM120", "HexP1"}
-    assert "P2" not in p6m.subgroups and "HexP2" not in get_group("P4M").subgroups
+    assert set(subgroups_of(p6m)) == set(HEXAGONAL)
+    assert set(subgroups_of("P31M")) == {"P31M", "P3", "HexM0", "HexM60", "HexM120", "HexP1"}
+    assert "P2" not in subgroups_of(p6m) and "HexP2" not in subgroups_of("P4M")
 
 
 def test_matrices_are_the_documented_turns_and_mirrors():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from groco_core.groups import MatrixGroup
+from groco_core import MatrixGroup
 from groco_core.hookspecs import hookimpl
 
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ END = "<!-- end: generated table -->"
 
 def cube_groups_table() -> str:
     """One Markdown row per cube group registered by this plugin, largest first."""
-    from groco_core import get_group, registry
+    from groco_core import get_group, group_plugin, list_groups
     from groco_oh.lattice import subgroup_classes
 
     class_size = {c.name: c.class_size for c in subgroup_classes()}
@@ -23,8 +23,8 @@ def cube_groups_table() -> str:
         "| name | Schoenflies | tag | order | conjugates in Oh | elements |",
         "|---|---|---|---|---|---|",
     ]
-    for group in registry.list_groups(3):
-        if registry.group_plugin(group.name) != "oh":
+    for group in list_groups(3):
+        if group_plugin(group.name) != "oh":
             continue
         symbol, _, tag = group.name.partition("_")
         rows.append(

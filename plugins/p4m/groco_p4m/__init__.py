@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from groco_core.groups import MatrixGroup
+from groco_core import MatrixGroup
 from groco_core.hookspecs import hookimpl
 
 IDENTITY = [[1, 0], [0, 1]]

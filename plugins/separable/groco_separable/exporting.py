@@ -13,7 +13,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from groco_core import exporting
+from groco_core.toolkit import (
+    plain_activation,
+    plain_fixed_dense,
+    plain_known_paddings,
+    plain_merge_group_axis,
+    plain_pad_spatial,
+    plain_selection_kernel,
+    plain_swap_last_axes,
+    plain_to_channels_first,
+    plain_to_channels_last,
+)
 
 
 def plain_depthwise_layer(
@@ -45,17 +55,18 @@ def export_depthwise_group_conv(layer: Any, inputs: Any) -> Any:
         The symbolic output, equal to `layer(inputs)`.
     """
     rank = layer.rank
-    elements = len(layer._output_elements)
-    x = exporting.to_channels_last(layer, inputs)
+    elements = len(layer.output_elements)
+    x = plain_to_channels_last(layer, inputs)
     if not layer.lifting:
-        if layer._input_elements is not None:
-            x = exporting.swap_last_axes(x, f"{layer.name}_group_last")
-            kernel = exporting.selection_kernel(layer._input_elements, layer.group.order)
-            x = exporting.fixed_dense(x, kernel, f"{layer.name}_select_subgroup")
-            x = exporting.swap_last_axes(x, f"{layer.name}_channels_last_again")
-        x = exporting.merge_group_axis(layer, x)
-    paddings = exporting.known_paddings(layer, layer._paddings(tuple(x.shape[1 : 1 + rank])))
-    x = exporting.pad_spatial(x, paddings, f"{layer.name}_pad")
+        if layer.input_elements is not None:
+            x = plain_swap_last_axes(x, f"{layer.name}_group_last")
+            kernel = plain_selection_kernel(layer.input_elements, layer.group.order)
+            x = plain_fixed_dense(x, kernel, f"{layer.name}_select_subgroup")
+            x = plain_swap_last_axes(x, f"{layer.name}_channels_last_again")
+        x = plain_merge_group_axis(layer, x)
+    spatial = tuple(x.shape[1 : 1 + rank])
+    paddings = plain_known_paddings(layer, layer.padding_rule.paddings(spatial))
+    x = plain_pad_spatial(x, paddings, f"{layer.name}_pad")
     kernel = ops.convert_to_numpy(layer.transformed_kernel())
     channels, multiplier = kernel.shape[-2:]
     conv = plain_depthwise_layer(
@@ -92,5 +103,5 @@ def export_depthwise_group_conv(layer: Any, inputs: Any) -> Any:
     x = keras.layers.Reshape(
         (*spatial, elements, layer.output_channels), name=f"{layer.name}_split_group"
     )(x)
-    x = exporting.apply_activation(layer, x)
-    return exporting.to_channels_first(layer, x)
+    x = plain_activation(layer, x)
+    return plain_to_channels_first(layer, x)

@@ -17,18 +17,16 @@ from typing import Any
 import keras
 from keras import ops
 
-from groco_core.groups import PointGroup
-from groco_core.layers.conv import (
+from groco_core import PointGroup
+from groco_core.toolkit import (
     BaseGroupConv,
+    RegisteredGroupsMixin,
+    backend_call,
+    cached_transformed_kernel,
     keyword_arguments,
-    split_group_axis,
-    tile_over_group,
-    torch_compiling,
-    torch_conv_channels_last,
+    merge_group_axis,
+    reshape,
 )
-from groco_core.layers.fast_paths import takes
-from groco_core.layers.kernel_cache import cached_transformed_kernel
-from groco_core.layers.serialization import RegisteredGroupsMixin
 from groco_separable.depthwise import (
     CHECK_INPUT_SIDE,
     BaseDepthwiseGroupConv,
@@ -39,52 +37,10 @@ from groco_separable.depthwise import (
 ORDERS = ("depthwise_first", "pointwise_first")
 
 
-# Whether `PointwiseGroupConv` computes its own gradients on JAX (`_jax_pointwise`).
-JAX_POINTWISE_OWN_GRADIENT = True
-
-
-def _jax_pointwise(x: Any, kernel: Any, bias: Any) -> Any:
-    """`x @ kernel (+ bias)` on JAX, with gradients that all read the upstream gradient as
-    one `(rows, channels)` array.
-
-    Differentiated by JAX, the product's train step on a CPU held the upstream gradient three
-    times: XLA wrote it once for the input's gradient, once transposed for the kernel's and
-    once more for the bias's, each time recomputing it from the loss. Here the kernel's
-    gradient contracts the rows of both operands, so no transposed copy is made, and the
-    three read the same array: less temporary memory per compiled train step, which keeps
-    it below the size above which glibc's malloc maps every step's block afresh (and each
-    page faults on first write). Figures: docs/performance.md.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    @jax.custom_vjp
-    def product(x, kernel, bias):
-        y = jnp.matmul(x, kernel)
-        return y if bias is None else y + bias
-
-    def forward(x, kernel, bias):
-        return product(x, kernel, bias), (x, kernel)
-
-    def backward(residuals, upstream):
-        x, kernel = residuals
-        rows = jnp.reshape(upstream, (-1, upstream.shape[-1]))
-        inputs = jnp.reshape(x, (-1, x.shape[-1]))
-        input_gradient = jnp.reshape(rows @ kernel.T, x.shape)
-        kernel_gradient = jax.lax.dot_general(inputs, rows, (((0,), (0,)), ((), ())))
-        bias_gradient = None if bias is None else jnp.sum(rows, axis=0)
-        return input_gradient, kernel_gradient, bias_gradient
-
-    product.defvjp(forward, backward)
-    return product(x, kernel, bias)
-
-
 class PointwiseGroupConv(BaseGroupConv):
     """A group convolution with kernel size 1 over the merged group and channel axes: one
-    matmul (on JAX with its own gradients, `_jax_pointwise`), except on PyTorch, where it is
-    a 1×1 convolution (on JAX a 1×1 convolution's train step is slower than the same
-    matmul; on PyTorch oneDNN's 1×1 convolution on channels-last memory is faster than MKL's
-    matmul on this project's AMD CPUs)."""
+    matrix product, or the backend's `pointwise` (JAX: the product with gradients of its own;
+    eager PyTorch: a 1×1 convolution on the channels-last memory)."""
 
     def __init__(self, rank: int, filters: int, group: Any, subgroup: Any = None, **kwargs: Any):
         super().__init__(rank, filters, 1, group, subgroup, **kwargs)
@@ -92,34 +48,16 @@ class PointwiseGroupConv(BaseGroupConv):
     def call(self, inputs: Any, training: Any = None) -> Any:
         channels_first = self.data_format == "channels_first"
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
-        shape = ops.shape(x)
         if not self.lifting:
-            x = ops.reshape(x, (shape[0], *shape[1:-2], shape[-2] * shape[-1]))
+            x = merge_group_axis(x)
         kernel = cached_transformed_kernel(self, training)  # (1, ..., 1, [|G|·]C, |H|·F)
-        elements = len(self._output_elements)
-        if (
-            keras.backend.backend() == "torch"
-            and not torch_compiling()
-            and takes("torch_channels_last_conv")
-        ):
-            zero, ones = ((0, 0),) * self.rank, (1,) * self.rank
-            bias = tile_over_group(self.bias, elements) if self.use_bias else None
-            y = torch_conv_channels_last(x, kernel, ones, zero, ones, bias=bias)
-            y = split_group_axis(y, elements, self.filters)
-        elif (
-            keras.backend.backend() == "jax"
-            and JAX_POINTWISE_OWN_GRADIENT
-            and takes("jax_pointwise_gradient")
-        ):
-            bias = tile_over_group(self.bias, elements) if self.use_bias else None
-            y = _jax_pointwise(x, ops.reshape(kernel, kernel.shape[-2:]), bias)
-            y = split_group_axis(y, elements, self.filters)
-        else:
-            y = ops.matmul(x, ops.reshape(kernel, kernel.shape[-2:]))
-            y = split_group_axis(y, elements, self.filters, self.bias if self.use_bias else None)
-        if self.activation is not None:
-            y = self.activation(y)
-        return ops.moveaxis(y, -1, 1) if channels_first else y
+        elements = len(self.output_elements)
+        bias = self.bias if self.use_bias else None
+        y = backend_call("pointwise", x, kernel, bias, elements)
+        if y is not NotImplemented:
+            return self.finish(y, elements, channels_first)
+        y = ops.matmul(x, reshape(kernel, tuple(kernel.shape[-2:])))
+        return self.finish(y, elements, channels_first, bias)
 
 
 class BaseSeparableGroupConv(RegisteredGroupsMixin, keras.layers.Layer):
