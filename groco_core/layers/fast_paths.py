@@ -39,7 +39,6 @@ class FastPath:
     reference: str
 
 
-_SEPARABLE = "groco_separable"
 
 FAST_PATHS: dict[str, FastPath] = {
     path.name: path
