@@ -5,7 +5,7 @@ and `groco_core.export` can use any layer, the core's or a plugin's, the same wa
 The check is structural and made on the class, because the registry receives classes: a
 member counts when the class defines it (a property, a method, a class attribute) or
 declares it with an annotation (`group: PointGroup | None`, for an attribute its constructor
-sets). `groco_core.layers.serialization.RegisteredGroupsMixin`, first among the bases of
+sets). `groco_core.toolkit.RegisteredGroupsMixin`, first among the bases of
 every GroCo layer, declares `group` and provides the rest, so a layer built on it conforms.
 """
 

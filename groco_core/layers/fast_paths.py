@@ -39,7 +39,6 @@ class FastPath:
     reference: str
 
 
-
 FAST_PATHS: dict[str, FastPath] = {
     path.name: path
     for path in (

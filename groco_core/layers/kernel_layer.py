@@ -12,6 +12,7 @@ import numpy as np
 
 from groco_core.groups import PointGroup
 from groco_core.layers import arguments
+from groco_core.layers.group_axis import split_group_axis
 from groco_core.layers.serialization import RegisteredGroupsMixin
 
 
@@ -158,12 +159,19 @@ class BaseGroupKernelLayer(RegisteredGroupsMixin, keras.layers.Layer):
         mask = np.asarray(self.kernel_mask).reshape(self.kernel_size + extra)
         return keras.ops.multiply(kernel, keras.ops.cast(mask, kernel.dtype))
 
-    def finish(self, y: Any, elements: int, channels_first: bool, bias: Any = None) -> Any:
-        """The output of the layer's plain operation `(batch, ..., elements·filters)` as the
-        layer's output: `bias` added, group axis split off, activation, data format."""
-        from groco_core.layers.group_axis import split_group_axis
-
-        y = split_group_axis(y, elements, self.filters, bias)
+    def finish(
+        self,
+        y: Any,
+        elements: int,
+        channels_first: bool,
+        bias: Any = None,
+        fields: int | None = None,
+    ) -> Any:
+        """The output of the layer's plain operation `(batch, ..., elements·fields)` as the
+        layer's output: `bias` added, group axis split off, activation, data format.
+        `fields` defaults to `filters`."""
+        fields = self.filters if fields is None else fields
+        y = split_group_axis(y, elements, fields, bias)
         if self.activation is not None:
             y = self.activation(y)
         return keras.ops.moveaxis(y, -1, 1) if channels_first else y

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 from keras import ops
 
-from groco_core import PointGroup, list_groups
+from groco_core import PointGroup, subgroups_of
 from groco_core.toolkit import (
     BaseGroupConv,
     KernelGather,
@@ -154,28 +154,14 @@ class BasisGroupConv2D(BaseGroupConv):
                 (1, 9, 9, order, 2),
             ),
         ]
-        subgroups = proper_subgroups(group)
-        if subgroups:
+        # Registered subgroups come largest first, the group itself at the head.
+        proper = [name for name, indices in subgroups_of(group).items() if len(indices) < order]
+        if proper:
             cases.append(
                 EquivarianceCase(
-                    f"onto {subgroups[0].name}",
-                    cls(2, 3, group=group, subgroup=subgroups[0]),
+                    f"onto {proper[0]}",
+                    cls(2, 3, group=group, subgroup=proper[0]),
                     (1, 7, 7, order, 2),
                 )
             )
         return cases
-
-
-def proper_subgroups(group: PointGroup) -> list[PointGroup]:
-    """The registered groups on `group`'s lattice whose elements are among its own, the
-    group itself excepted: largest first, then by name."""
-    found = []
-    for candidate in list_groups(dimension=group.dimension):
-        if candidate.lattice != group.lattice or candidate.order >= group.order:
-            continue
-        try:
-            group.subgroup_indices(candidate)
-        except ValueError:
-            continue
-        found.append(candidate)
-    return sorted(found, key=lambda candidate: (-candidate.order, candidate.name))

@@ -26,7 +26,6 @@ from groco_core.toolkit import (
     fastest_depthwise_formulation,
     keyword_arguments,
     merge_group_axis,
-    split_group_axis,
     tile_over_group,
 )
 
@@ -230,10 +229,8 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
             shape = ops.shape(y)
             y = ops.reshape(y, (shape[0], *shape[1:-1], self.in_channels, elements, self.filters))
             y = ops.reshape(ops.swapaxes(y, -3, -2), (*shape[:-1], -1))
-        y = split_group_axis(y, elements, self.output_channels)  # channel h·C·M + c·M + m
-        if self.activation is not None:
-            y = self.activation(y)
-        return ops.moveaxis(y, -1, 1) if channels_first else y
+        # channel h·C·M + c·M + m
+        return self.finish(y, elements, channels_first, fields=self.output_channels)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         input_shape = tuple(input_shape)
