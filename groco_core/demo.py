@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import time
 from collections.abc import Callable
@@ -518,3 +519,14 @@ def _quarter_turn(group: PointGroup) -> int:
         if group.lattice == "square" and matrix == _TRANSFORM_MATRICES["90"]:
             return element
     return min(1, group.order - 1)
+
+
+def main(args: Any) -> int:
+    """`groco demo`: runs the demo the parsed arguments choose and prints its table."""
+    epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    results = run_demo(args.group, epochs, args.out, args.seed)
+    print("\n" + format_results(results) + "\n")
+    print(summarize(results))
+    written = [os.path.join(args.out, name) for name in ("results.json", "demo.png")]
+    print(f"\nWrote {written[0]} and {written[1]}")
+    return 0

@@ -1,0 +1,1 @@
+"""Equivariant reference architectures, shaped like `keras.applications`."""
