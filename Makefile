@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BACKENDS := jax tensorflow torch
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test fuzz lint bench bench-peers clean
+.PHONY: run test test-min test-wheel docs fuzz lint bench bench-peers clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.run-deps: pyproject.toml | $(VENV)/bin/python
 
 # All three backends; torch is pinned to its CPU build in pyproject.toml.
 $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
-	$(PIP) -e ".[jax,tensorflow,torch,test,demo,deploy]"
+	$(PIP) -e ".[jax,tensorflow,torch,test,docs,demo,deploy]"
 	$(PIP) -e examples/groco-hexagonal
 	$(PIP) -e examples/groco-srf
 	touch $@ $(VENV)/.run-deps
@@ -26,12 +26,12 @@ $(VENV)/.test-deps: pyproject.toml | $(VENV)/bin/python
 run: $(VENV)/.run-deps
 	KERAS_BACKEND=jax $(VENV)/bin/groco demo
 
-# The whole suite once per backend, in TEST_WORKERS processes (pytest-xdist; the tests spend
-# most of their time in one thread, compiling and dispatching small ops, so two processes on
-# two cores take about half the time); fails if any backend fails. TEST_WORKERS=0 runs it in
-# this process.
+# The documentation site, first (`make docs`), then the whole suite once per backend, in
+# TEST_WORKERS processes (pytest-xdist; the tests spend most of their time in one thread,
+# compiling and dispatching small ops, so two processes on two cores take about half the
+# time); fails if the site or any backend fails. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
-test: $(VENV)/.test-deps
+test: $(VENV)/.test-deps docs
 	@failed=""; \
 	for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend"; \
@@ -55,8 +55,23 @@ fuzz: $(VENV)/.test-deps
 			|| exit 1; \
 	done
 
+# Ruff on all the code; mypy on the public API (the files of [tool.mypy] in pyproject.toml).
 lint: $(VENV)/.test-deps
-	$(VENV)/bin/ruff check groco_core plugins tests benchmarks examples
+	$(VENV)/bin/ruff check groco_core plugins tests benchmarks examples docs .ci/floors.py
+	$(VENV)/bin/mypy
+
+# The site of docs/*.md with the API reference generated from the docstrings, into site/;
+# strict (mkdocs.yml): a broken link or an unresolved reference fails it.
+docs: $(VENV)/.test-deps
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The release as a user installs it: the sdist and wheel of groco and of each example
+# package, the wheels installed into a fresh environment outside the repository, where
+# `groco list-groups` and SMOKE_TESTS run against the installed package (.ci/test-wheel).
+SMOKE_TESTS := tests/test_registry.py tests/test_cli.py tests/test_toolkit.py \
+	examples/groco-hexagonal/tests
+test-wheel: $(VENV)/.test-deps
+	.ci/test-wheel $(PY) $(SMOKE_TESTS)
 
 # Overhead over plain Keras layers, export, build times, separable, memory, on every backend:
 # writes benchmarks/RESULTS.md (about half an hour on two cores; BENCH_ARGS=--quick for fewer rows).
@@ -80,5 +95,33 @@ $(PEERS)/.peer-deps: pyproject.toml
 bench-peers: $(PEERS)/.peer-deps
 	KERAS_BACKEND=torch $(PEERS)/bin/python benchmarks/peers.py
 
+# The lowest versions pyproject.toml declares, in their own environment: each runtime
+# dependency, backend and extra pinned to its floor by .ci/floors.py; the test tools are the
+# newest. test-min runs the suite there once per backend in MIN_BACKENDS.
+MIN := .venv-min
+MIN_EXTRAS := jax tensorflow torch demo
+MIN_BACKENDS := jax tensorflow torch
+$(MIN)/.min-deps: pyproject.toml .ci/floors.py
+	rm -rf $(MIN)
+	$(PYTHON) -m venv $(MIN)
+	$(PYTHON) .ci/floors.py $(MIN_EXTRAS) > $(MIN)/floors.txt
+	$(MIN)/bin/python -m pip install --quiet --disable-pip-version-check -c $(MIN)/floors.txt \
+		-e ".[$(shell echo $(MIN_EXTRAS) | tr ' ' ','),test]" \
+		-e examples/groco-hexagonal -e examples/groco-srf
+	touch $@
+
+test-min: $(MIN)/.min-deps
+	@$(MIN)/bin/python -m pip list --disable-pip-version-check 2>/dev/null \
+		| grep -iE "^(keras|numpy|jax|jaxlib|pluggy|pydantic|importlib.metadata|tensorflow.cpu|torch) "
+	@failed=""; \
+	for backend in $(MIN_BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend (floors)"; \
+		start=$$(date +%s); \
+		KERAS_BACKEND=$$backend $(MIN)/bin/python -m pytest -q -p no:cacheprovider \
+			-n $(TEST_WORKERS) || failed="$$failed $$backend"; \
+		echo "=== KERAS_BACKEND=$$backend (floors) took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED backends at the floors:$$failed"; exit 1; fi
+
 clean:
-	rm -rf $(VENV) $(PEERS) .pytest_cache
+	rm -rf $(VENV) $(MIN) $(PEERS) .pytest_cache site

@@ -10,6 +10,10 @@ For one group it checks, each as a `CheckRow` with its measured error:
   group conv, subgroup output, transposed, pooling onto a subgroup, global pooling, batch
   norm, and plugin layers through their `equivariance_cases` classmethod, see
   `groco_core.equivariance.EquivarianceCase`);
+- a small network (`network`: two convolutions with biases and ReLU, max pooling, batch
+  norm, global pooling) at two input sizes, even and odd (two odd ones on a lattice that
+  refuses even arrays), invariant: layers that pass alone but not in a stack (a masked
+  lattice whose layers leave values off its image support) fail here;
 - a `.keras` round trip of a small model on it.
 
 The same functions serve a plugin's own pytest suite (re-exported by `groco_core.testing`):
@@ -44,6 +48,10 @@ SAMPLED_EXTRA_ELEMENTS = 3
 LAYER_TOLERANCE = 1e-4
 ROUND_TRIP_TOLERANCE = 1e-5
 _SIZES = {1: 9, 2: 7, 3: 5}  # input side per dimension: small, odd (hexagonal needs odd)
+# The networks' input sides per dimension: one even, one odd; a lattice that refuses even
+# arrays (hexagonal) gets two odd sides whose stride-2 pooling keeps a centre point.
+NETWORK_SIZES = {1: (8, 9), 2: (6, 7), 3: (4, 5)}
+ODD_NETWORK_SIZES = (9, 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +260,7 @@ def core_cases(group: str | PointGroup) -> list[EquivarianceCase]:
     pool_side = side if masked else side - 1  # even for 2-pooling, odd for a mask
     pooled = (1, *(pool_side,) * d, order, 2)
     batch_norm = layers.GroupBatchNormalization(group=group)
+    even = takes_even_sizes(group, side - 1)
     cases = [
         EquivarianceCase(f"{conv.__name__} lifting", conv(2, 3, group=group), image),
         EquivarianceCase(f"{conv.__name__} group", conv(2, 3, group=group), signal),
@@ -274,8 +283,18 @@ def core_cases(group: str | PointGroup) -> list[EquivarianceCase]:
             signal,
         ),
     ]
+    if even:
+        # An even input too: the padding rule's half-integer centres.
+        cases.insert(
+            1,
+            EquivarianceCase(
+                f"{conv.__name__} lifting, even size {side - 1}",
+                conv(2, 3, group=group, padding="same_equiv"),
+                (1, *(side - 1,) * d, 2),
+            ),
+        )
     if subgroup is not None:
-        cases[2:2] = [
+        cases[-4:-4] = [
             EquivarianceCase(
                 f"{conv.__name__} onto {subgroup}",
                 conv(2, 3, group=group, subgroup=subgroup),
@@ -293,6 +312,98 @@ def core_cases(group: str | PointGroup) -> list[EquivarianceCase]:
             ),
         )
     return cases
+
+
+def takes_even_sizes(group: PointGroup, size: int) -> bool:
+    """Whether the group's lattice takes arrays of this (even) side: False where its
+    `image_support_mask` refuses the shape, or where its matrices are not signed
+    permutations, so that an output grid needs a centre point (the hexagonal lattice)."""
+    matrices = np.abs(np.asarray(group.matrices))
+    if not (np.all(matrices.sum(axis=-2) == 1) and np.all(matrices <= 1)):
+        return False
+    try:
+        group.image_support_mask((size,) * group.dimension)
+    except ValueError:
+        return False
+    return True
+
+
+def network_sizes(group: str | PointGroup) -> tuple[int, int]:
+    """The two input sides `check_network` tries on a group: an even and an odd one, or two
+    odd ones where the lattice refuses even arrays (see `takes_even_sizes`)."""
+    group = get_group(group)
+    sizes = NETWORK_SIZES[group.dimension]
+    return sizes if takes_even_sizes(group, sizes[0]) else ODD_NETWORK_SIZES
+
+
+def network(group: str | PointGroup, size: int, seed: int = 0) -> Callable[[Any], Any]:
+    """The small network `check_network` runs on a group, for inputs of side `size`: a
+    lifting convolution and a group convolution (non-zero biases, ReLU, `same_equiv`), a
+    stride-2 max pooling between them and batch normalization in training mode (non-zero
+    `beta`), then global average pooling: an invariant output `(batch, filters)`.
+
+    Each layer on its own can pass while the stack does not: on a masked lattice a value a
+    layer leaves off the image support (a bias, `beta`) is read by the next one.
+    """
+    import keras
+
+    from groco_core import layers
+
+    group = get_group(group)
+    d = group.dimension
+    masked = group.kernel_support_mask((3,) * d) is not None
+    conv = getattr(layers, f"GroupConv{d}D")
+
+    def convolution(index: int) -> Any:
+        bias = keras.initializers.RandomNormal(stddev=0.5, seed=seed + index)
+        return conv(
+            3, 3, group=group, padding="same_equiv", activation="relu", bias_initializer=bias
+        )
+
+    pool_size = 1 if masked else (2 if size % 2 == 0 else 3)
+    beta = keras.initializers.RandomNormal(stddev=0.5, seed=seed + 2)
+    stack = [
+        convolution(1),
+        getattr(layers, f"GroupMaxPooling{d}D")(
+            pool_size, strides=2, padding="same_equiv", group=group
+        ),
+        layers.GroupBatchNormalization(group=group, beta_initializer=beta),
+        convolution(3),
+        getattr(layers, f"GlobalGroupAveragePooling{d}D")(group=group),
+    ]
+
+    def run(batch: Any) -> Any:
+        # Called layer by layer: tracing a keras.Model first would cost more than the check.
+        for layer in stack:
+            if isinstance(layer, layers.GroupBatchNormalization):
+                batch = layer(batch, training=True)
+            else:
+                batch = layer(batch)
+        return batch
+
+    return run
+
+
+def check_network(
+    group: str | PointGroup, quick: bool = False, rng: np.random.Generator | None = None
+) -> list[CheckRow]:
+    """The invariance of `network` on the group at both `network_sizes`: one row each."""
+    group = get_group(group)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    rows = []
+    for size in network_sizes(group):
+        label = (
+            "network: 2 convolutions (bias, ReLU), max pooling, batch norm, global pooling; "
+            f"size {size}"
+        )
+        try:
+            model = network(group, size)
+        except Exception as exc:  # noqa: BLE001 - reported as a failed row
+            rows.append(CheckRow(group.name, label, None, False, f"{type(exc).__name__}: {exc}"))
+            continue
+        case = EquivarianceCase(label, model, (2, *(size,) * group.dimension, 2))
+        rows.extend(_run_cases(group, [case], quick, rng))
+    return rows
 
 
 def plugin_layer_classes() -> list[type]:
@@ -416,7 +527,8 @@ def check_group(
     Args:
         group: a registered group's name or a group object.
         quick: test only a generating set of elements.
-        layers: include the layer rows (and the plugin layers' rows).
+        layers: include the layer rows (and the plugin layers' rows) and the network rows
+            (`check_network`).
         round_trip: include the `.keras` round trip.
         rng: random generator for the inputs (default: seeded).
 
@@ -431,6 +543,7 @@ def check_group(
     rows.append(check_transform(group, rng))
     if layers:
         rows.extend(check_layers(group, quick, rng))
+        rows.extend(check_network(group, quick, rng))
     if round_trip:
         rows.append(check_round_trip(group, rng))
     return rows

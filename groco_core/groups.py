@@ -92,6 +92,27 @@ class PointGroup(abc.ABC):
         """
         return None
 
+    def image_support_mask(self, shape: Sequence[int]) -> np.ndarray | None:
+        """Boolean mask `shape` of the points an image (or a signal on the group) of this
+        spatial shape lives on, or None when it uses the whole array.
+
+        Every GroCo layer reads its input as zero off this mask and writes zeros there, and
+        global pooling and batch norm statistics use only its points: a value off it (a
+        bias, a border effect) would not move with a turn of the lattice, and the next layer
+        would read it. The default is `kernel_support_mask(shape)`: None on the square and
+        cubic lattices (no mask, nothing added to a layer's graph), the largest hexagon of an
+        odd square array on the hexagonal one. A lattice overrides it when its images use
+        another region than its kernels; the mask must be mapped onto itself by every
+        element, and it raises ValueError for shapes the lattice cannot use (saying which
+        it can).
+
+        Example:
+            >>> from groco_core import get_group
+            >>> get_group("P4M").image_support_mask((8, 8)) is None
+            True
+        """
+        return self.kernel_support_mask(shape)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}: order {self.order}, {self.lattice} lattice>"
 
@@ -206,7 +227,7 @@ class MatrixGroup(PointGroup):
                 f"{subgroup.name!r} is not a subgroup of {self.name}: its element {outside}, "
                 f"{np.asarray(subgroup.matrices[outside]).tolist()}, is not in {self.name}."
             )
-        return tuple(int(i) for i in indices)
+        return tuple(int(i) for i in indices if i is not None)
 
     def cosets(self, subgroup: PointGroup, side: str = "left") -> tuple[tuple[int, ...], ...]:
         """Cosets of a subgroup H: `g·H` (`side="left"`) or `H·g` (`side="right"`).

@@ -9,7 +9,8 @@ Nothing fails silently (see docs/plugins.md): a hook name that is not one of the
 `groco_*` function not marked with `hookimpl`, a plugin without any of these hooks, a hook
 that returns a value, and every object that is skipped (invalid, clashing) are reported as a
 `GrocoPluginWarning` naming the plugin (a `PluginError` with `GROCO_STRICT_PLUGINS=1`). A
-hook that takes an argument these do not have is refused by pluggy, and its plugin with it.
+hook whose one parameter is not named `register` (pluggy passes it by name) is refused, and
+its plugin with it, with the name to write.
 """
 
 from __future__ import annotations

@@ -8,13 +8,15 @@ still load.
 
 What pluggy does: the plugin manager (names, plugin objects, registering and unregistering),
 the hookspecs and the checks against them (`PluginValidationError` at `register` for a hook
-whose arguments the spec lacks, `check_pending` for a hook whose name no spec has), and the
-dispatch (`subset_hook_caller`: one plugin's implementation at a time, so that one plugin's
-failure is its own). What is ours, for want of it in pluggy: entry points are read one at a
-time, built-ins first, with their distribution and the reason one was skipped
-(`load_setuptools_entrypoints` loads them all or stops at the first failure); the `register`
-callback and the validation of what it is given; clashes decided the same whatever the load
-order; and messages that name the plugin and the fix.
+whose arguments the spec lacks, which we check first to say which name to write;
+`check_pending` for a hook whose name no spec has), and the dispatch (`subset_hook_caller`:
+one plugin's implementation at a time, so that one plugin's failure is its own). What is
+ours, for want of it in pluggy: entry points are read one at a time, built-ins first, with
+their distribution and the reason one was skipped (`load_setuptools_entrypoints` loads them
+all or stops at the first failure); the `register` callback and the validation of what it
+is given; clashes decided the same whatever the load order; names a clash withheld, so a
+lookup can say so; the `GROCO_DISABLE_PLUGINS` off switch; and messages that name the plugin
+and the fix.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import os
 import sys
 import threading
@@ -77,6 +80,7 @@ class SkippedPlugin:
     name: str
     source: str
     reason: str
+    version: str | None = None
 
 
 def _flag(name: str) -> bool:
@@ -88,6 +92,43 @@ def strict() -> bool:
     return _flag("GROCO_STRICT_PLUGINS")
 
 
+DISABLE_VARIABLE = "GROCO_DISABLE_PLUGINS"
+
+
+def disabled_names() -> list[str]:
+    """The plugin names `GROCO_DISABLE_PLUGINS` lists (comma-separated), in order, once each."""
+    names = (name.strip() for name in os.environ.get(DISABLE_VARIABLE, "").split(","))
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def entry_point_names() -> list[str]:
+    """The names of the installed plugins' entry points (the `groco` group), sorted; what
+    `GROCO_DISABLE_PLUGINS` may name. Reads the installed metadata only, imports nothing."""
+    return sorted({ep.name for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def disable_problem(names: list[str]) -> str | None:
+    """What is wrong with a list of plugin names to disable, or None: the core cannot be
+    disabled (every layer plugin builds on its layers), and every other name must be an
+    installed plugin's, so that a typo is not a silent no-op."""
+    installed = entry_point_names()
+    if CORE_PLUGIN_NAME in names:
+        return (
+            f"{CORE_PLUGIN_NAME!r}, GroCo's own layers, which every layer plugin builds on, "
+            f"cannot be disabled; disable plugins by their entry-point names: "
+            f"{', '.join(installed)}. Received: {DISABLE_VARIABLE}={','.join(names)}"
+        )
+    unknown = [name for name in names if name not in installed]
+    if not unknown:
+        return None
+    closest = closest_match_note(unknown[0], installed)
+    return (
+        f"no installed plugin is named {', '.join(repr(name) for name in unknown)}, so "
+        f"disabling it does nothing; installed plugins: {', '.join(installed)}.{closest} "
+        f"Received: {DISABLE_VARIABLE}={','.join(names)}"
+    )
+
+
 def _new_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
@@ -97,10 +138,11 @@ def _new_manager() -> pluggy.PluginManager:
 class PluginRegistry:
     """The plugins, loaded on first use, and the groups and layers they registered.
 
-    `groups` maps a lower-case group name, `layers` a class name, to `(object, plugin
-    name)`; `plugins` and `skipped` describe the loaded and the skipped plugins; `version`
-    changes whenever any of them does. Read those; change them only through the methods,
-    which hold the registry's lock.
+    `groups` maps a lower-case group name, `layers` a lower-case class name, to `(object,
+    plugin name)`; `withheld` maps `(phase, lower-case name)` to the plugins whose clash
+    withheld it; `plugins`, `skipped` and `disabled` describe the loaded, the skipped and
+    the disabled plugins; `version` changes whenever any of them does. Read those; change
+    them only through the methods, which hold the registry's lock.
     """
 
     def __init__(self) -> None:
@@ -116,14 +158,19 @@ class PluginRegistry:
             self.layers: dict[str, tuple[type, str]] = {}
             self.plugins: dict[str, PluginInfo] = {}
             self.skipped: dict[str, SkippedPlugin] = {}
+            self.disabled: dict[str, SkippedPlugin] = {}
+            self.withheld: dict[tuple[str, str], tuple[str, list[str]]] = {}
             self._phases_done: dict[str, set[str]] = {}
+            self._running: set[str] = set()
             self.autoloaded = False
             self.version += 1  # never back to an earlier value: caches keyed on it stay right
 
     # -- loading -------------------------------------------------------------------------
 
     def ensure_loaded(self, phase: str) -> None:
-        """Loads the plugins (the first time) and runs every pending hook of one phase."""
+        """Loads the plugins (the first time) and runs every pending hook of one phase; in
+        strict mode of every phase, so that a plugin's CI judges its layers hook even through
+        a command that needs only groups (`GROCO_STRICT_PLUGINS=1 groco list-groups`)."""
         with self._lock:
             if not self.autoloaded:
                 self.autoloaded = True
@@ -134,16 +181,28 @@ class PluginRegistry:
                     # instead of the next one quietly working without the broken plugin.
                     self.reset()
                     raise
-            pending = [name for name in self.plugins if phase not in self._phases_done[name]]
-            if pending:
-                problems = self._run_phase(pending, phase, commit_with_problems=not strict())
-                if problems and strict():
-                    # Nothing committed, the phase stays to do: the next use raises again.
-                    raise PluginError(
-                        "; ".join(self._describe(name, message) for name, message in problems)
-                    )
-                for plugin_name, message in problems:
-                    self._warn(plugin_name, message)
+            # Within a hook (one that looks something up), only the phase asked for.
+            for each in PHASES if strict() and not self._running else (phase,):
+                self._run_pending(each)
+
+    def _run_pending(self, phase: str) -> None:
+        if phase in self._running:
+            return  # a hook of this phase looks something up: it sees what is committed
+        pending = [name for name in self.plugins if phase not in self._phases_done[name]]
+        if not pending:
+            return
+        self._running.add(phase)
+        try:
+            problems = self._run_phase(pending, phase, commit_with_problems=not strict())
+        finally:
+            self._running.discard(phase)
+        if problems and strict():
+            # Nothing committed, the phase stays to do: the next use raises again.
+            raise PluginError(
+                "; ".join(self._describe(name, message) for name, message in problems)
+            )
+        for plugin_name, message in problems:
+            self._warn(plugin_name, message)
 
     def _autoload(self) -> None:
         # Not `from groco_core import core_plugin`: that form first asks the package's lazy
@@ -157,12 +216,27 @@ class PluginRegistry:
             key=lambda ep: (_distribution_name(ep) != BUILTIN_DISTRIBUTION, ep.name),
         )
         skip_third_party = _flag("GROCO_DISABLE_PLUGIN_AUTOLOAD")
+        disabled = disabled_names()
+        problem = disable_problem(disabled) if disabled else None
+        if problem is not None and (strict() or CORE_PLUGIN_NAME in disabled):
+            raise PluginError(f"{DISABLE_VARIABLE}: {problem}")
+        if problem is not None:
+            warnings.warn(f"{DISABLE_VARIABLE}: {problem}", GrocoPluginWarning, stacklevel=4)
         for entry_point in entry_points:
             distribution = _distribution_name(entry_point)
             builtin = distribution == BUILTIN_DISTRIBUTION
             if skip_third_party and not builtin:
                 continue
             source = "built-in" if builtin else f"entry point of distribution {distribution!r}"
+            if entry_point.name in disabled:
+                dist = getattr(entry_point, "dist", None)
+                self.disabled[entry_point.name] = SkippedPlugin(
+                    name=entry_point.name,
+                    source=f"{source}, {entry_point.value}",
+                    reason=f"disabled by {DISABLE_VARIABLE}",
+                    version=dist.version if dist is not None else None,
+                )
+                continue  # not even imported
             try:
                 self._load_entry_point(entry_point, source, distribution)
             except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
@@ -182,16 +256,16 @@ class PluginRegistry:
                 f"the module, and '{plugin.__module__}:plugin' as the entry point), so that "
                 "pluggy calls its hooks as functions or bound methods"
             )
+        if inspect.isfunction(plugin):
+            raise PluginError(_function_plugin_message(plugin, "the entry point names"))
         notes = _hook_notes(plugin, name)
+        if notes and strict():
+            raise PluginError("; ".join(notes))  # `_skip_entry_point` names the plugin
         dist = getattr(entry_point, "dist", None)
         self._add(plugin, name, source, dist.version if dist is not None else None, distribution)
-        try:
-            for note in notes:
-                self._warn(name, note)
-                self.plugins[name].problems.append(note)
-        except PluginError:  # strict mode
-            self.unregister(name)
-            raise
+        for note in notes:
+            self._warn(name, note)
+            self.plugins[name].problems.append(note)
         if not keras_before and "keras" in sys.modules:
             # Not fatal, even in strict mode: the plugin works, only slower to list.
             message = (
@@ -302,17 +376,26 @@ class PluginRegistry:
                 claims.setdefault(key, []).append((name, obj))
         table = self.groups if phase == "groups" else self.layers
         accepted: dict[str, tuple[Any, str]] = {}
+        withheld: dict[tuple[str, str], tuple[str, list[str]]] = {}
         for key, claimants in claims.items():
             builtin = [name for name, _ in claimants if self._is_builtin(name)]
             winner, messages = _resolve_claim(phase, claimants, table.get(key), builtin)
             problems.extend(messages)
             if winner is not None:
                 accepted[key] = winner
+            elif table.get(key) is None:  # newcomers clashed: nobody gets the name
+                withheld[(phase, key)] = (
+                    _shown(claimants[0][1]),
+                    sorted(name for name, _ in claimants),
+                )
         if problems and not commit_with_problems:
             return problems
         for key, (obj, name) in accepted.items():
+            if phase == "layers":
+                _make_serializable(obj)
             table[key] = (obj, name)
-            getattr(self.plugins[name], phase).append(obj.name if phase == "groups" else key)
+            getattr(self.plugins[name], phase).append(_shown(obj))
+        self.withheld.update(withheld)
         for name in names:
             self._phases_done[name].add(phase)
         for name, message in problems:
@@ -326,10 +409,18 @@ class PluginRegistry:
     # -- registering and unregistering in code -------------------------------------------
 
     def register_directly(self, plugin: Any, name: str | None = None) -> str:
-        """Registers a plugin object now (see `groco_core.registry.register_plugin`)."""
+        """Registers a plugin object now (see `groco_core.registry.register_plugin`).
+
+        Every phase the plugin has a hook for is first run for the plugins already there,
+        so that a name it takes from them (a built-in layer's) is a clash now, not a
+        silent win that the built-in loses later.
+        """
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         with self._lock:
             self.ensure_loaded("groups")
+            for phase, hook_name in zip(PHASES, HOOK_NAMES, strict=True):
+                if callable(getattr(plugin, hook_name, None)):
+                    self.ensure_loaded(phase)
             if name in self.plugins:
                 raise PluginError(f"A plugin named {name!r} is already registered.")
             existing = self.manager.get_name(plugin)
@@ -346,6 +437,8 @@ class PluginRegistry:
                     f"plugin {name!r} is the class {plugin.__name__}; register an instance "
                     f"({plugin.__name__}()) or a module, so that its hooks are bound."
                 )
+            if inspect.isfunction(plugin):
+                raise PluginError(f"plugin {name!r}: {_function_plugin_message(plugin, 'it is')}")
             try:
                 notes = _hook_notes(plugin, name)
                 if notes:
@@ -378,6 +471,7 @@ class PluginRegistry:
             self.manager.unregister(name=name)
             self.groups = {k: v for k, v in self.groups.items() if v[1] != name}
             self.layers = {k: v for k, v in self.layers.items() if v[1] != name}
+            self.withheld = {k: v for k, v in self.withheld.items() if name not in v[1]}
             del self.plugins[name]
             del self._phases_done[name]
             self.version += 1
@@ -407,6 +501,10 @@ def _hook_notes(plugin: Any, name: str) -> list[str]:
             "a dataclass needs @dataclasses.dataclass(eq=False)"
         ) from None
     probe = _new_manager()
+    for hook_name in HOOK_NAMES:
+        hook = getattr(plugin, hook_name, None)
+        if callable(hook) and probe.parse_hookimpl_opts(plugin, hook_name) is not None:
+            _check_hook_parameters(hook_name, hook)
     try:
         probe.register(plugin, name=name)
     except pluggy.PluginValidationError as error:
@@ -451,6 +549,44 @@ def _hook_notes(plugin: Any, name: str) -> list[str]:
     return notes
 
 
+def _check_hook_parameters(hook_name: str, hook: Any) -> None:
+    """Raises PluginError unless the hook takes exactly the parameter `register`, with the
+    name to write: pluggy passes hook arguments by name, so another name would get nothing
+    (pluggy refuses it, naming neither the plugin nor the fix), and a hook without the
+    parameter has nothing to register with."""
+    try:
+        parameters = list(inspect.signature(hook).parameters)
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin): pluggy judges it
+    if parameters == ["register"]:
+        return
+    bound = ["self"] if inspect.ismethod(hook) else []
+    received = f"def {hook_name}({', '.join(bound + parameters)})"
+    expected = f"def {hook_name}({', '.join([*bound, 'register'])})"
+    takes = (
+        f"the parameter(s) {', '.join(repr(p) for p in parameters)}" if parameters else "nothing"
+    )
+    raise PluginError(
+        f"its hook {hook_name} takes {takes}, but GroCo calls each of its hooks "
+        f"({' and '.join(HOOK_NAMES)}) with the one parameter 'register'; write "
+        f"{expected}. Received: {received}"
+    )
+
+
+def _function_plugin_message(function: Any, named: str) -> str:
+    """Why a function is not a plugin, and what to name instead: its module (or an object
+    whose attributes are the hooks), because pluggy reads a plugin's hooks off its
+    attributes."""
+    module = function.__module__
+    qualified = f"{module}:{function.__qualname__}"
+    return (
+        f"{named} the function {qualified!r}, not a plugin: a plugin is the module (or an "
+        f"object) whose attributes are the hooks. Name the module that defines "
+        f'{function.__name__}, {module!r} (in pyproject.toml: `NAME = "{module}"`), or an '
+        "object with the hooks as attributes"
+    )
+
+
 # -- what a hook registers ------------------------------------------------------------------
 
 
@@ -487,8 +623,13 @@ def _validated_key(plugin_name: str, phase: str, obj: Any) -> str:
             "PointGroup | None`); with groco_core.layers.serialization."
             "RegisteredGroupsMixin first among the bases, only `self.group` is left to set."
         )
-    _make_serializable(plugin_name, obj)
-    return obj.__name__
+    _check_serializable(plugin_name, obj)
+    return obj.__name__.lower()
+
+
+def _shown(obj: Any) -> str:
+    """The name a group or layer class is shown under (its own spelling)."""
+    return obj.__name__ if isinstance(obj, type) else obj.name
 
 
 def _resolve_claim(
@@ -506,10 +647,8 @@ def _resolve_claim(
         each claimant that lost.
     """
     kind = phase[:-1]
-    rename = "Rename one of them" + (" (names are case-insensitive)." if kind == "group" else ".")
-
-    def shown(obj: Any) -> str:
-        return obj.name if kind == "group" else obj.__name__
+    rename = "Rename one of them (names are case-insensitive)."
+    shown = _shown
 
     if existing is not None:
         return None, [
@@ -542,9 +681,10 @@ def _resolve_claim(
     ]
 
 
-def _make_serializable(plugin_name: str, layer: type) -> None:
-    """Registers a layer class with Keras under its top-level package's name when it is not
-    registered yet, so that a saved model loads; refuses a name taken by another class."""
+def _check_serializable(plugin_name: str, layer: type) -> None:
+    """Raises PluginError when a layer class is not registered with Keras and the name
+    `_make_serializable` would give it is taken by another class; changes nothing, so that a
+    refused plugin leaves Keras as it was."""
     import keras
 
     if keras.saving.get_registered_object(keras.saving.get_registered_name(layer)) is layer:
@@ -558,7 +698,17 @@ def _make_serializable(plugin_name: str, layer: type) -> None:
             f"{taken!r}. Decorate the class with "
             "@keras.saving.register_keras_serializable(package='<your package>')."
         )
-    keras.saving.register_keras_serializable(package=package)(layer)
+
+
+def _make_serializable(layer: type) -> None:
+    """Registers a layer class with Keras under its top-level package's name when it is not
+    registered yet (`_check_serializable` has checked the name is free), so that a saved
+    model loads."""
+    import keras
+
+    if keras.saving.get_registered_object(keras.saving.get_registered_name(layer)) is not layer:
+        package = layer.__module__.split(".")[0]
+        keras.saving.register_keras_serializable(package=package)(layer)
 
 
 def _distribution_name(entry_point: Any) -> str | None:

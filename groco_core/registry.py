@@ -6,7 +6,10 @@ something invalid is skipped with a `GrocoPluginWarning` naming it, and the rest
 (see `groco_core.plugin_loading`).
 
 Environment switches:
-    GROCO_STRICT_PLUGINS=1: a failing plugin raises `PluginError` instead of warning.
+    GROCO_STRICT_PLUGINS=1: a failing plugin raises `PluginError` instead of warning, and
+        every hook (the layers' too) runs on the first registry use.
+    GROCO_DISABLE_PLUGINS=name1,name2: these plugins' entry points are not loaded (a name
+        no installed plugin has is warned about; the core, `groco_core`, cannot be disabled).
     GROCO_DISABLE_PLUGIN_AUTOLOAD=1: only the built-in plugins (those of the `groco`
         distribution itself) are loaded from entry points.
 
@@ -25,6 +28,7 @@ from groco_core.closest_match import closest_match_note, extending
 from groco_core.groups import PointGroup
 from groco_core.plugin_loading import (
     CORE_PLUGIN_NAME,
+    DISABLE_VARIABLE,
     ENTRY_POINT_GROUP,
     PHASES,
     GrocoPluginWarning,
@@ -32,6 +36,8 @@ from groco_core.plugin_loading import (
     PluginInfo,
     PluginRegistry,
     SkippedPlugin,
+    disable_problem,
+    entry_point_names,
 )
 
 __all__ = [
@@ -42,6 +48,9 @@ __all__ = [
     "PluginInfo",
     "SkippedPlugin",
     "closest_match_note",
+    "disable_problem",
+    "disabled_plugins",
+    "entry_point_names",
     "get_group",
     "get_layer",
     "group_plugin",
@@ -78,7 +87,8 @@ def get_group(name: str | PointGroup, *, subgroup_of: str | PointGroup | None = 
 
     Raises:
         TypeError: when `name` is neither a string nor a group.
-        ValueError: when no plugin provides the name; lists the groups there are (the
+        ValueError: when plugins that clash on the name withheld it, naming them; when no
+            plugin provides the name; lists the groups there are (the
             subgroups of `subgroup_of`) and every name it could mean (see
             `closest_match_note`). With `subgroup_of`, also when the group is not a
             subgroup of it, listing its subgroups and a near miss among them.
@@ -118,7 +128,26 @@ def get_group(name: str | PointGroup, *, subgroup_of: str | PointGroup | None = 
     return group
 
 
+def _withheld_message(kind: str, name: str, phase: str) -> str | None:
+    """Why a name no plugin got is missing, when a clash withheld it: naming the plugins,
+    and how to keep one of them, since the user asked for it by name."""
+    withheld = _registry.withheld.get((phase, name.lower()))
+    if withheld is None:
+        return None
+    shown, plugins = withheld
+    owners = f"{', '.join(repr(p) for p in plugins[:-1])} and {plugins[-1]!r}"
+    return (
+        f"The {kind} {shown!r} is withheld: plugins {owners} all register it, so none of them "
+        "gets it (a plugin's load order must not decide). To keep one, disable the others "
+        f"({DISABLE_VARIABLE}={','.join(plugins[1:])} or `groco --disable-plugin "
+        f"{plugins[1]}`), or rename it in all but one. Received: {kind}={name!r}"
+    )
+
+
 def _unknown_group_message(name: str, subgroup_of: PointGroup | None) -> str:
+    withheld = _withheld_message("group", name, "groups")
+    if withheld is not None:
+        return withheld
     available = [group.name for group, _ in _registry.groups.values()]
     unknown = (
         f"Unknown group {name!r}: no installed plugin provides it, and a plugin must provide "
@@ -221,17 +250,27 @@ def group_provenance(name: str | PointGroup) -> dict[str, str | None] | None:
 
 
 def get_layer(name: str) -> type:
-    """Returns the registered layer class with this name (e.g. `"GroupConv2D"`).
+    """Returns the registered layer class with this name (case-insensitive, as group names
+    are, so a name typed in any case finds it).
 
     Raises:
-        ValueError: when no plugin provides it; lists the layers there are and the closest.
+        ValueError: when plugins that clash on the name withheld it, naming them; when no
+            plugin provides it, listing the layers there are and the closest.
+
+    Example:
+        >>> from groco_core import get_layer
+        >>> get_layer("groupconv2d").__name__
+        'GroupConv2D'
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a layer class name (str). Received: name={name!r}")
     _registry.ensure_loaded("layers")
-    entry = _registry.layers.get(name)
+    entry = _registry.layers.get(name.lower())
     if entry is None:
-        available = sorted(_registry.layers)
+        withheld = _withheld_message("layer", name, "layers")
+        if withheld is not None:
+            raise ValueError(withheld)
+        available = sorted(layer.__name__ for layer, _ in _registry.layers.values())
         raise ValueError(
             f"Unknown layer {name!r}. Available layers: {', '.join(available)}."
             f"{closest_match_note(name, available)}"
@@ -242,13 +281,13 @@ def get_layer(name: str) -> type:
 def list_layers() -> list[type]:
     """Registered layer classes, sorted by name."""
     _registry.ensure_loaded("layers")
-    return [_registry.layers[name][0] for name in sorted(_registry.layers)]
+    return sorted((layer for layer, _ in _registry.layers.values()), key=lambda c: c.__name__)
 
 
 def layer_plugin(name: str) -> str:
-    """Name of the plugin that registered a layer class."""
+    """Name of the plugin that registered a layer class (the name is case-insensitive)."""
     get_layer(name)
-    return _registry.layers[name][1]
+    return _registry.layers[name.lower()][1]
 
 
 # -- plugins --------------------------------------------------------------------------------
@@ -268,6 +307,12 @@ def skipped_plugins() -> list[SkippedPlugin]:
     """Entry points that were not loaded, with the reason (also warned about at load)."""
     _registry.ensure_loaded("groups")
     return list(_registry.skipped.values())
+
+
+def disabled_plugins() -> list[SkippedPlugin]:
+    """Entry points that `GROCO_DISABLE_PLUGINS` kept from loading (never imported)."""
+    _registry.ensure_loaded("groups")
+    return list(_registry.disabled.values())
 
 
 def registered_name(plugin: Any) -> str | None:

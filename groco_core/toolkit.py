@@ -5,10 +5,12 @@ A convolution-like layer subclasses `BaseGroupConv` (a kernel transformed by eve
 element, overriding `build_kernel` and `transformed_kernel`) or `BaseGroupKernelLayer` (the
 arguments and checks only); any other layer takes `RegisteredGroupsMixin` first among its
 bases, which makes it a `groco_core.GroupLayer`. The functions below do the rest: groups by
-name, argument checks with the standard messages, the equivariant padding rule, the kernel's
-gather, the group axis next to the channels, a depthwise correlation in the formulations
-of `DEPTHWISE_FORMULATIONS`, the backend's fast paths, and the stock Keras layers an
-`export_plain` is made of (`plain_*`).
+name, argument checks with the standard messages, the equivariant padding rule and the
+input sizes it refuses (`PaddingRule`, `equivariant_padding`, `check_centre_point`), the
+image support of a masked lattice (`image_support`, `mask_to_support`: a layer reads and
+writes only there), the kernel's gather, the group axis next to the channels, a depthwise
+correlation in the formulations of `DEPTHWISE_FORMULATIONS`, the backend's fast paths, and
+the stock Keras layers an `export_plain` is made of (`plain_*`).
 
 Stability: the names in `__all__` follow semantic versioning. Within a major version a name
 is neither removed nor changed in a way that breaks a caller (new optional arguments may
@@ -55,8 +57,9 @@ from groco_core.layers.kernel_cache import cached_transformed_kernel
 from groco_core.layers.kernel_layer import BaseGroupKernelLayer
 from groco_core.layers.kernels import KernelGather, add_kernel_and_bias, group_kernel_indices
 from groco_core.layers.lora import LoRAKernelMixin
-from groco_core.layers.padding import PaddingRule
+from groco_core.layers.padding import PaddingRule, check_centre_point, equivariant_padding
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.layers.support import image_support, mask_to_support
 
 __all__ = [
     # Layer bases
@@ -74,8 +77,13 @@ __all__ = [
     "normalize_padding",
     "normalize_tuple",
     "resolve_groups",
-    # Padding
+    # Padding and the sizes a layer accepts
     "PaddingRule",
+    "check_centre_point",
+    "equivariant_padding",
+    # Masked lattices: the image support
+    "image_support",
+    "mask_to_support",
     # Kernels
     "KernelGather",
     "add_kernel_and_bias",

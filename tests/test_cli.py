@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -114,17 +115,21 @@ def test_show_prints_elements_cayley_table_subgroups_and_cosets():
 def test_list_plugins_shows_the_builtin_plugins():
     result = groco("list-plugins")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0].split() == [
-        "name",
-        "source",
-        "version",
-        "groups",
-        "layers",
-    ]
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "source", "version", "status", "groups", "layers"]
+    assert max(len(line) for line in lines) <= cli.TEXT_WIDTH
     rows = table_rows(result.stdout)
-    assert rows["p4m"][1] == "built-in"
-    assert set(rows["p4m"][3].split(", ")) >= SQUARE_GROUP_NAMES | {"LM", "L1"}
-    assert "GroupConv2D" in rows["groco_core"][4].split(", ")
+    assert rows["p4m"][1:4] == ["built-in", "0.1.0", "loaded"]
+    # Wrapped cells: the groups and layers lists continue on the lines below their row.
+    p4m = lines.index(next(line for line in lines if line.startswith("p4m ")))
+    column = lines[0].index("groups")
+    groups = []
+    for line in lines[p4m:]:
+        if line is not lines[p4m] and not line.startswith(" "):
+            break
+        groups.extend(g for g in line[column:].split()[:5] if g != "-")
+    assert {g.rstrip(",") for g in groups} >= SQUARE_GROUP_NAMES | {"LM", "L1"}
+    assert "GroupConv2D," in result.stdout.split()
 
 
 def test_list_layers_shows_the_generic_layers():
@@ -241,3 +246,113 @@ def test_list_groups_dimension_3_lists_the_cube_groups(capsys):
     assert len(cube["Oh"][5].split(", ")) == 32
     assert cube["D4"][5].split(", ") == ["C4", "D2_aa", "D2_af", "C2_a", "C2_f", "C1"]
     assert cube["C1"][5] == "-"
+
+
+# -- --json on every command ---------------------------------------------------------------
+
+
+def run_json(capsys, *arguments: str, code: int = 0):
+    assert cli.main([*arguments, "--json"]) == code
+    return json.loads(capsys.readouterr().out)
+
+
+def test_show_json_has_every_table(capsys):
+    record = run_json(capsys, "show", "p4")
+    assert (record["name"], record["order"], record["plugin"]) == ("P4", 4, "p4m")
+    matrices = np.array(record["matrices"])
+    assert matrices.shape == (4, 2, 2)
+    for i in range(4):  # the Cayley table and inverses against the matrices' own products
+        for j in range(4):
+            product = matrices[i] @ matrices[j]
+            assert np.array_equal(matrices[record["cayley"][i][j]], product)
+        assert np.array_equal(matrices[i] @ matrices[record["inverses"][i]], np.eye(2))
+    assert record["subgroups"] == {"P4": [0, 1, 2, 3], "P2": [0, 2], "P1": [0]}
+    assert record["cosets"]["P2"] == [[0, 2], [1, 3]]
+    assert record["aliases"] == []
+
+
+def test_list_plugins_and_list_layers_json(capsys):
+    listing = run_json(capsys, "list-plugins")
+    plugins = {plugin["name"]: plugin for plugin in listing["plugins"]}
+    assert set(plugins["p4m"]["groups"]) >= SQUARE_GROUP_NAMES
+    assert plugins["p4m"]["status"] == "loaded" and plugins["p4m"]["problems"] == []
+    assert "GroupConv2D" in plugins["groco_core"]["layers"]
+    assert listing["disabled"] == [] and isinstance(listing["skipped"], list)
+    layers = {layer["name"]: layer for layer in run_json(capsys, "list-layers")}
+    assert layers["GroupConv2D"]["plugin"] == "groco_core"
+    assert layers["DepthwiseGroupConv2D"]["plugin"] == "separable"
+
+
+def test_disabled_plugin_in_list_plugins_json(capsys):
+    listing = run_json(capsys, "--disable-plugin", "separable", "list-plugins")
+    assert [p["name"] for p in listing["disabled"]] == ["separable"]
+    assert listing["disabled"][0]["status"] == "disabled"
+    assert "separable" not in {plugin["name"] for plugin in listing["plugins"]}
+    assert "separable" in {info.name for info in cli.registry.list_plugins()}  # restored
+
+
+def test_check_json_rows(capsys, monkeypatch):
+    # The rows' JSON, not the checks themselves (tests/test_check.py runs those): rows made
+    # here, a failed one without an error among them, stand in for check_group's.
+    from groco_core import check
+
+    made = [
+        check.CheckRow("P2", "axioms", 0.0, True),
+        check.CheckRow("P2", "GroupConv2D lifting", 2.5e-7, True),
+        check.CheckRow("P2", "network", None, False, "ValueError: broken"),
+        check.CheckRow("P2", "network at 9", float("nan"), False),
+    ]
+    monkeypatch.setattr(check, "check_group", lambda group, quick: made if quick else [])
+    made_keys = ("group", "check", "max_error", "passed", "detail", "skipped", "status")
+    result = run_json(capsys, "check", "p2", "--quick", code=1)
+    assert {key: result[key] for key in ("checks", "groups", "failed", "passed")} == {
+        "checks": 4,
+        "groups": 1,
+        "failed": 2,
+        "passed": False,
+    }
+    # Every CheckRow field is there (dataclasses.asdict), whichever fields it grows.
+    assert set(result["rows"][1]) == {f.name for f in dataclasses.fields(check.CheckRow)} | {
+        "status"
+    }
+    assert {key: result["rows"][1][key] for key in made_keys} == {
+        "group": "P2",
+        "check": "GroupConv2D lifting",
+        "max_error": 2.5e-7,
+        "passed": True,
+        "detail": "",
+        "skipped": False,
+        "status": "ok",
+    }
+    assert result["rows"][2]["max_error"] is None and result["rows"][2]["status"] == "FAIL"
+    assert result["rows"][2]["detail"] == "ValueError: broken"
+    assert result["rows"][3]["max_error"] == "nan"  # JSON has no NaN
+
+
+def test_every_command_takes_json_and_a_text_command_is_wrapped(capsys, monkeypatch):
+    for name in cli.COMMANDS:
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        assert "--json" in capsys.readouterr().out, name
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+
+    @cli.command("order", "print a group's order", lambda parser: parser.add_argument("group"))
+    def order(args):
+        print(cli.registry.get_group(args.group).order)
+        return 0
+
+    assert cli.main(["order", "cmm", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {
+        "command": "order",
+        "exit_code": 0,
+        "arguments": {"group": "cmm"},
+        "output": "4\n",
+    }
+    assert captured.err == "4\n"  # the text itself still shows, on stderr
+
+
+def test_format_table_wraps_to_the_width():
+    text = cli.format_table(["a", "b"], [["x", "one two three four"]], width=12)
+    assert text.splitlines() == ["a  b", "x  one two", "   three", "   four"]
+    assert cli.format_table(["a", "b"], [["x", "one two"]]) == "a  b\nx  one two"

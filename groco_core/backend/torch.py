@@ -17,10 +17,11 @@ TAKE_MAX_ENTRIES = 2**16
 
 
 def compiling() -> bool:
-    """Whether this runs inside `torch.compile`."""
+    """Whether this runs inside `torch.compile` or a TorchScript trace (`torch.onnx.export`),
+    where the eager fast paths must step aside for the traceable `keras.ops` formulation."""
     import torch
 
-    return torch.compiler.is_compiling()
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 def eager() -> bool:

@@ -203,7 +203,7 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
         # channels_first is handled by moving channels last: TensorFlow's CPU conv only
         # supports channels_last, and the group axis must sit next to the channels anyway.
         channels_first = self.data_format == "channels_first"
-        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        x = self.mask_input(ops.moveaxis(inputs, 1, -1) if channels_first else inputs)
         if not self.lifting:
             x = merge_group_axis(x)
         spatial = tuple(x.shape[1 : 1 + self.rank])
@@ -280,7 +280,8 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
         """The same computation with stock Keras layers only (see `groco_core.export`)."""
         from groco_core.exporting import export_group_conv
 
-        return export_group_conv(self, inputs)
+        outputs = export_group_conv(self, self.plain_mask(inputs, "input"))
+        return self.plain_mask(outputs, "output")
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -277,7 +277,7 @@ class BaseGroupConvTranspose(BaseGroupKernelLayer):
         # channels_first is handled by moving channels last: TensorFlow's CPU convolutions
         # only support channels_last, and the group axis must sit next to the channels.
         channels_first = self.data_format == "channels_first"
-        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        x = self.mask_input(ops.moveaxis(inputs, 1, -1) if channels_first else inputs)
         if not self.lifting:
             x = merge_group_axis(x)
         # Keras's `same` where this layer's window is that one, else `valid`, plus zero input
@@ -310,7 +310,8 @@ class BaseGroupConvTranspose(BaseGroupKernelLayer):
         """The same computation with stock Keras layers only (see `groco_core.export`)."""
         from groco_core.exporting import export_group_conv_transpose
 
-        return export_group_conv_transpose(self, inputs)
+        outputs = export_group_conv_transpose(self, self.plain_mask(inputs, "input"))
+        return self.plain_mask(outputs, "output")
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

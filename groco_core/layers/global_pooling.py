@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from groco_core.groups import PointGroup
@@ -14,6 +15,7 @@ from groco_core.layers.arguments import check_group_axis, keyword_arguments
 from groco_core.layers.fast_paths import reduce_max
 from groco_core.layers.pooling import check_mode
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.layers.support import mask_to_support, plain_mask_to_support, support_count
 from groco_core.registry import get_group
 
 
@@ -24,7 +26,9 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         rank: number of spatial axes.
         mode: "max" or "average".
         group: optional: the group the input lives on (name or object), to check the length
-            of the group axis. Any signal on any group is accepted without it.
+            of the group axis and, on a masked lattice (hexagonal), to pool over its image
+            support only (a mean over the support's points, a maximum ignoring the others).
+            Any signal on any group is accepted without it.
         keepdims: keep the reduced axes (space and group) with length 1, as Keras's
             global pooling layers do.
         data_format: "channels_last" or "channels_first"; default from
@@ -71,9 +75,20 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         self.built = True
 
     def call(self, inputs: Any) -> Any:
+        axes = self._reduced_axes()
+        spatial_axes = axes[:-1]
+        spatial = tuple(inputs.shape[a] for a in spatial_axes)
+        count = support_count(self.group, spatial)
         if self.mode == "average":
-            return ops.mean(inputs, axis=self._reduced_axes(), keepdims=self.keepdims)
-        return reduce_max(inputs, self._reduced_axes(), keepdims=self.keepdims)
+            if count is None:
+                return ops.mean(inputs, axis=axes, keepdims=self.keepdims)
+            # On a masked lattice: the mean over the image support's points only.
+            x = mask_to_support(inputs, self.group, spatial_axes)
+            total = ops.sum(x, axis=axes, keepdims=self.keepdims)
+            return total / ops.cast(count * int(inputs.shape[axes[-1]]), total.dtype)
+        if count is not None:
+            inputs = mask_to_support(inputs, self.group, spatial_axes, fill=float("-inf"))
+        return reduce_max(inputs, axes, keepdims=self.keepdims)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         channels = input_shape[-1 if self.data_format == "channels_last" else 1]
@@ -88,10 +103,20 @@ class BaseGlobalGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         """The same map from stock Keras layers: Reshape, Global*Pooling1D, Reshape."""
         channels_last = self.data_format == "channels_last"
         channels = inputs.shape[-1 if channels_last else 1]
+        spatial_axes = self._reduced_axes()[:-1]
+        count = support_count(self.group, tuple(inputs.shape[a] for a in spatial_axes))
+        if count is not None:
+            # A masked lattice: the maximum ignores the points off the image support, the
+            # mean is over the support's points only.
+            fill = float("-inf") if self.mode == "max" else 0.0
+            inputs = plain_mask_to_support(inputs, self.group, self.name, spatial_axes, fill)
         flat = (-1, channels) if channels_last else (channels, -1)
         x = keras.layers.Reshape(flat, name=f"{self.name}_flatten")(inputs)
         kind = "GlobalMaxPooling1D" if self.mode == "max" else "GlobalAveragePooling1D"
         x = getattr(keras.layers, kind)(data_format=self.data_format, name=f"{self.name}_pool")(x)
+        if count is not None and self.mode == "average":
+            points = int(np.prod([inputs.shape[a] for a in spatial_axes]))
+            x = keras.layers.Rescaling(points / count, name=f"{self.name}_support_mean")(x)
         if self.keepdims:
             ones = (1,) * (self.rank + 1)
             kept = (*ones, channels) if channels_last else (channels, *ones)

@@ -14,6 +14,7 @@ from groco_core.groups import PointGroup
 from groco_core.layers import arguments
 from groco_core.layers.group_axis import split_group_axis
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.layers.support import mask_to_support, plain_mask_to_support
 
 
 class BaseGroupKernelLayer(RegisteredGroupsMixin, keras.layers.Layer):
@@ -167,14 +168,31 @@ class BaseGroupKernelLayer(RegisteredGroupsMixin, keras.layers.Layer):
         bias: Any = None,
         fields: int | None = None,
     ) -> Any:
-        """The output of the layer's plain operation `(batch, ..., elements·fields)` as the
-        layer's output: `bias` added, group axis split off, activation, data format.
-        `fields` defaults to `filters`."""
+        """The output of the layer's plain operation `(batch, ..., elements·fields)`
+        (channels-last) as the layer's output: `bias` added, group axis split off,
+        activation, zeros off the group's image support (`mask_to_support`: a masked lattice
+        such as the hexagonal one; nothing is added on square and cubic lattices), data
+        format. `fields` defaults to `filters`."""
         fields = self.filters if fields is None else fields
         y = split_group_axis(y, elements, fields, bias)
         if self.activation is not None:
             y = self.activation(y)
+        y = self.mask_input(y)
         return keras.ops.moveaxis(y, -1, 1) if channels_first else y
+
+    def plain_mask(self, x: Any, suffix: str) -> Any:
+        """`export_plain`'s `mask_input`: `x` in the layer's data format, zero off the image
+        support, from stock Keras layers (`plain_mask_to_support`); `x` on square and cubic
+        lattices."""
+        start = 1 if self.data_format == "channels_last" else 2
+        axes = tuple(range(start, start + self.rank))
+        return plain_mask_to_support(x, self.group, f"{self.name}_{suffix}", axes)
+
+    def mask_input(self, x: Any) -> Any:
+        """Channels-last `x` (spatial axes right after the batch axis) with zeros off the
+        group's image support, so that the layer reads (and, in `finish`, writes) only the
+        points its group maps onto themselves; `x` itself on square and cubic lattices."""
+        return mask_to_support(x, self.group, tuple(range(1, 1 + self.rank)))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

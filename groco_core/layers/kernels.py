@@ -3,6 +3,7 @@ element (indices made in numpy when the layer is built)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -92,7 +93,9 @@ class KernelGather:
     `indices` is `(|H|, ...)`: row `h` lists, for every entry of the transformed kernel,
     which row of the flattened kernel it takes; usually each row, flattened, lists every
     kernel row once (a permutation). Calling it with the flattened kernel `(n, ...)` returns
-    `flat[indices]`, `(*indices.shape, ...)`: `keras.ops.take`, or the backend's own gather
+    `flat[indices]`, `(*indices.shape, ...)`: `keras.ops.take` on `flat` viewed as a matrix
+    (on PyTorch an embedding lookup, which exports to ONNX as one `Gather`; its take on other
+    shapes adds a `Squeeze` that `onnx.checker` rejects), or the backend's own gather
     (`groco_core.backend`), with its own gradient where that is quicker; the backend keeps
     what it prepares from the indices in `backend_cache`.
 
@@ -122,11 +125,26 @@ class KernelGather:
     def __call__(self, flat: Any) -> Any:
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
         y = backend.call("gather", self, flat)
-        return ops.take(flat, self.indices, axis=0) if y is NotImplemented else y
+        if y is not NotImplemented:
+            return y
+        shape = tuple(flat.shape[1:])
+        if len(shape) == 1:
+            return ops.take(flat, self.indices, axis=0)
+        rows = ops.reshape(flat, (-1, math.prod(shape)))
+        return ops.reshape(ops.take(rows, self.indices, axis=0), (*self.indices.shape, *shape))
 
-    def permutes(self, rows: int) -> bool:
-        """Whether every row of `indices` lists each of `rows` kernel rows exactly once."""
-        return self.inverse is not None and self.inverse.shape[1] == rows
+    def permutes(self, rows: Any) -> bool:
+        """Whether every row of `indices` lists each of `rows` kernel rows exactly once.
+
+        False where `rows` is not a Python integer (a size that `torch.jit.trace`, behind
+        `torch.onnx.export`, records as a tensor): the tables the permutation fast paths
+        make in numpy need the size itself, and the plain gather traces instead.
+        """
+        return (
+            isinstance(rows, (int, np.integer))
+            and self.inverse is not None
+            and self.inverse.shape[1] == rows
+        )
 
     def moved(self, flat: Any, lead: int) -> Any:
         """`flat` `(n, *D)` gathered with the element axis placed after the first `lead` axes

@@ -18,6 +18,7 @@ from groco_core.layers.arguments import check_group_axis
 from groco_core.layers.fast_paths import takes
 from groco_core.layers.group_axis import reshape, tile_over_group
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.layers.support import image_support, mask_to_support, plain_mask_to_support
 from groco_core.registry import get_group
 
 
@@ -42,7 +43,8 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
             same order.
         group: optional, keyword only: the group the input lives on (name or object). When
             given, the input's group axis must have length `|G|`; stored by name in
-            `get_config`.
+            `get_config`. On a masked lattice (hexagonal) it is needed: the statistics are
+            then taken over the group's image support only, and the output is zero off it.
 
     Input shape:
         `(batch, *spatial, |G|, channels)` (`channels_first`: `(batch, channels, *spatial, |G|)`),
@@ -157,6 +159,11 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
         """
         rank = len(inputs.shape)
         channels_last = self.axis % rank == rank - 1
+        if self.group is not None and rank == self.group.dimension + 3:
+            start = 1 if channels_last else 2
+            spatial = tuple(inputs.shape[start : start + self.group.dimension])
+            if image_support(self.group, spatial) is not None:
+                return self._call_on_support(inputs, training, mask, channels_last)
         if (
             self.renorm
             or self.synchronized
@@ -197,12 +204,66 @@ class GroupBatchNormalization(RegisteredGroupsMixin, keras.layers.BatchNormaliza
         )
         return ops.cast(reshape(outputs, shape), self.compute_dtype)
 
+    def _call_on_support(
+        self, inputs: Any, training: bool | None, mask: Any, channels_last: bool
+    ) -> Any:
+        """The normalization on a masked lattice (hexagonal): statistics over the points of
+        the group's image support only, and zeros written off it (where `beta` would
+        otherwise be), so that the next layer reads nothing a turn of the lattice does not
+        move."""
+        if self.renorm or self.synchronized or mask is not None:
+            raise ValueError(
+                f"GroupBatchNormalization on group {self.group.name} ({self.group.lattice} "
+                "lattice, which uses only part of the array) computes its statistics over the "
+                "lattice's image support and does not support renorm, synchronized or a mask "
+                f"there. Received: renorm={self.renorm}, synchronized={self.synchronized}, "
+                f"mask={'None' if mask is None else 'a tensor'}. Leave them at their defaults."
+            )
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        if not channels_last:
+            x = ops.moveaxis(x, 1, -1)
+        dimension = self.group.dimension
+        x = mask_to_support(x, self.group)
+        moving_mean = ops.cast(self.moving_mean, x.dtype)
+        moving_variance = ops.cast(self.moving_variance, x.dtype)
+        if training and self.trainable:
+            support = image_support(self.group, tuple(x.shape[1 : 1 + dimension]))
+            weights = ops.cast(support.reshape((1, *support.shape, 1, 1)), x.dtype)
+            axes = tuple(range(len(x.shape) - 1))
+            count = ops.cast(ops.shape(x)[0] * x.shape[-2] * int(support.sum()), x.dtype)
+            mean = ops.sum(x, axis=axes) / count
+            variance = ops.sum(weights * ops.square(x - mean), axis=axes) / count
+            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                moving_variance * self.momentum + variance * (1.0 - self.momentum)
+            )
+        else:
+            mean, variance = moving_mean, moving_variance
+        outputs = ops.batch_normalization(
+            x,
+            mean,
+            variance,
+            axis=-1,
+            offset=ops.cast(self.beta, x.dtype) if self.center else None,
+            scale=ops.cast(self.gamma, x.dtype) if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        outputs = mask_to_support(outputs, self.group)
+        if not channels_last:
+            outputs = ops.moveaxis(outputs, -1, 1)
+        return ops.cast(outputs, self.compute_dtype)
+
     def export_plain(self, inputs: Any) -> Any:
         """A stock `keras.layers.BatchNormalization` with the same configuration and weights."""
         config = keras.layers.BatchNormalization.get_config(self)
         plain = keras.layers.BatchNormalization.from_config(config)
         outputs = plain(inputs)
         plain.set_weights(self.get_weights())
+        if self.group is not None and len(inputs.shape) == self.group.dimension + 3:
+            # A masked lattice: zero off the image support, as `call` writes.
+            start = 1 if self.data_format == "channels_last" else 2
+            axes = tuple(range(start, start + self.group.dimension))
+            outputs = plain_mask_to_support(outputs, self.group, self.name, axes)
         return outputs
 
     def get_config(self) -> dict[str, Any]:

@@ -184,7 +184,21 @@ def check_centre_point(
     a signed permutation map such a grid onto itself, other matrices do not (the hexagonal
     lattice's 60° turn, in axial coordinates, moves the offset `(½, ½)` to `(−½, 1)`). On
     such a group the output grid must contain the input's centre point: an odd size on every
-    axis. Sizes not known yet (None) are not checked.
+    axis. Sizes not known yet (None) are not checked. A layer calls it with the paddings
+    `equivariant_padding` chose (`PaddingRule.paddings` does both).
+
+    Raises:
+        ValueError: naming the input size, the even output size and the fix.
+
+    Example:
+        >>> from groco_core import MatrixGroup
+        >>> from groco_core.toolkit import check_centre_point
+        >>> turn = MatrixGroup("Turn3", [[[1, 0], [0, 1]], [[0, -1], [1, -1]], [[-1, 1], [-1, 0]]])
+        >>> check_centre_point("MyLayer", turn, (7, 7), ((1, 1), (1, 1)), (3, 3), (1, 1))
+        >>> check_centre_point("MyLayer", turn, (8, 8), ((1, 1), (1, 1)), (3, 3), (1, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: MyLayer: group Turn3 (square lattice) maps an output grid onto itself ...
     """
     matrices = np.abs(np.asarray(group.matrices))
     if np.all(matrices.sum(axis=-2) == 1) and np.all(matrices <= 1):
@@ -304,6 +318,17 @@ def equivariant_padding(
         ValueError: when the output would be empty, or the padding (any padding, for the
             `_equiv` options) breaks equivariance, unless `allow_non_equivariance` is set;
             the message names sizes that work.
+
+    Example:
+        >>> from groco_core.toolkit import equivariant_padding
+        >>> equivariant_padding(9, 3, 2, "valid_equiv", False, "MyLayer")
+        (0, 0)
+        >>> equivariant_padding(8, 2, 2, "same_equiv", False, "MyLayer")
+        (0, 0)
+        >>> equivariant_padding(8, 3, 2, "valid_equiv", False, "MyLayer")
+        Traceback (most recent call last):
+        ...
+        ValueError: MyLayer: no padding makes this layer equivariant for input size 8, ...
     """
     if size is None:
         if stride > 1:

@@ -32,6 +32,7 @@ from groco_core.layers.fast_paths import reduce_max
 from groco_core.layers.padding import PaddingRule
 from groco_core.layers.reduce import coset_indices
 from groco_core.layers.serialization import RegisteredGroupsMixin
+from groco_core.layers.support import image_support, mask_to_support, plain_mask_to_support
 
 MODES = ("max", "average")
 
@@ -195,6 +196,14 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         # group axis is merged into them, so one ordinary pooling does every element.
         channels_first = self.data_format == "channels_first"
         x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        support = image_support(self.group, tuple(x.shape[1 : 1 + self.rank]))
+        ignored = support is not None and not self.padding.endswith("_equiv")
+        if support is not None:
+            # Off a masked lattice's image support values behave like the layer's padding:
+            # zeros for the `_equiv` options, ignored for Keras's own (a maximum never takes
+            # -inf; an average is divided by the share of the window on the support below).
+            fill = float("-inf") if ignored and self.mode == "max" else 0.0
+            x = mask_to_support(x, self.group, fill=fill)
         shape = ops.shape(x)
         order, channels = shape[-2], shape[-1]
         x = ops.reshape(x, (shape[0], *shape[1:-2], order * channels))
@@ -215,6 +224,9 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         if backend.call("pools_in_float32", self.rank, self.mode, dtype) is True:
             x = ops.cast(x, "float32")
         x = ops.cast(self._pool(x), dtype)
+        if ignored and self.mode == "average":
+            share = self._pool(ops.cast(support[None, ..., None], x.dtype))
+            x = ops.where(share > 0, x / ops.where(share > 0, share, 1), 0)
         pooled = ops.shape(x)
         x = ops.reshape(x, (pooled[0], *pooled[1:-1], order, channels))
         if self.num_cosets > 1:
@@ -223,6 +235,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
                 x, (pooled[0], *pooled[1:-1], self.subgroup.order, self.num_cosets, channels)
             )
             x = reduce_max(x, (-2,)) if self.mode == "max" else ops.mean(x, axis=-2)
+        x = mask_to_support(x, self.group)  # zeros off the output's support
         return ops.moveaxis(x, -1, 1) if channels_first else x
 
     def _pool(self, x: Any) -> Any:
@@ -243,6 +256,19 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
         and for a subgroup a 0/1 (or 1/[G:H]) Dense over the group axis."""
         channels_first = self.data_format == "channels_first"
         x = channels_to_last(inputs, f"{self.name}_to_channels_last") if channels_first else inputs
+        support = image_support(self.group, tuple(x.shape[1 : 1 + self.rank]))
+        if support is not None:
+            ignored = not self.padding.endswith("_equiv")
+            if ignored and self.mode == "average" and np.prod(self.pool_size) > 1:
+                raise ValueError(
+                    f"{type(self).__name__} cannot be exported on group {self.group.name} "
+                    f"({self.group.lattice} lattice): an average that ignores the points off "
+                    "its image support divides by their number per window, which stock layers "
+                    f"do not. Received: padding={self.padding!r}, pool_size={self.pool_size}. "
+                    "Use padding='valid_equiv' or 'same_equiv'."
+                )
+            fill = float("-inf") if ignored and self.mode == "max" else 0.0
+            x = plain_mask_to_support(x, self.group, f"{self.name}_input", fill=fill)
         shape = static_shape(x, type(self).__name__)
         spatial, order, channels = shape[:-2], shape[-2], shape[-1]
         x = keras.layers.Reshape((*spatial, order * channels), name=f"{self.name}_merge_group")(x)
@@ -283,6 +309,7 @@ class BaseGroupPooling(RegisteredGroupsMixin, keras.layers.Layer):
                     (*pooled, channels, self.subgroup.order), name=f"{self.name}_uncosets"
                 )(x)
             x = swap_last_axes(x, f"{self.name}_group_back")
+        x = plain_mask_to_support(x, self.group, f"{self.name}_output")
         return channels_to_first(x, f"{self.name}_to_channels_first") if channels_first else x
 
     def get_config(self) -> dict[str, Any]:

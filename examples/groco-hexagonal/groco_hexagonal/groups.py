@@ -34,7 +34,8 @@ cubic-lattice names, case-insensitively; `HexP2` has the same matrix as the squa
 lives on another lattice, so neither is a subgroup of the other's groups.
 
 Kernels and images are odd squares whose two corners outside the hexagon are masked
-(`HexagonalGroup.kernel_support_mask`).
+(`HexagonalGroup.kernel_support_mask`, which is also the image support: every layer reads and
+writes only the hexagon, see docs/plugins.md, "A group on another lattice").
 """
 
 from __future__ import annotations
@@ -78,8 +79,11 @@ class HexagonalGroup(MatrixGroup):
     """A point group of the hexagonal lattice: a `MatrixGroup` with the hexagon as support.
 
     Only `kernel_support_mask` is added; `groco_core` derives from it the kernel index
-    table (taps outside the hexagon stay in place, and the layers zero them) and the signal
-    transform (the array keeps its shape; points whose source lies off the array are zero).
+    table (taps outside the hexagon stay in place, and the layers zero them), the signal
+    transform (the array keeps its shape; points whose source lies off the array are zero)
+    and the image support (`image_support_mask`, by default the same hexagon): every layer
+    reads and writes only the hexagon of its array, so stacks of layers stay exactly
+    equivariant.
     """
 
     def __init__(self, name: str, matrices: np.ndarray, description: str = "") -> None:

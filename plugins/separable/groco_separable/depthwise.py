@@ -200,7 +200,8 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         channels_first = self.data_format == "channels_first"
-        x = ops.moveaxis(inputs, 1, -1) if channels_first else inputs
+        # Zero off a masked lattice's image support (`finish` zeroes the output there too).
+        x = self.mask_input(ops.moveaxis(inputs, 1, -1) if channels_first else inputs)
         elements = len(self.output_elements)
         if not self.lifting:
             if self.input_elements is not None:
@@ -246,7 +247,9 @@ class BaseDepthwiseGroupConv(BaseGroupConv):
         """The same computation with stock Keras layers only (see `groco_core.export`)."""
         from groco_separable.exporting import export_depthwise_group_conv
 
-        return export_depthwise_group_conv(self, inputs)
+        # On a masked lattice: read and write only the image support, as `call` does.
+        outputs = export_depthwise_group_conv(self, self.plain_mask(inputs, "input"))
+        return self.plain_mask(outputs, "output")
 
     @classmethod
     def equivariance_cases(cls, group: PointGroup) -> list[Any]:
