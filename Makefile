@@ -74,7 +74,8 @@ test-wheel: $(VENV)/.test-deps
 	.ci/test-wheel $(PY) $(SMOKE_TESTS)
 
 # Overhead over plain Keras layers, export, build times, separable, memory, on every backend:
-# writes benchmarks/RESULTS.md (about half an hour on two cores; BENCH_ARGS=--quick for fewer rows).
+# whole networks (GroupResNet18 against the plain ResNet): writes benchmarks/RESULTS.md (about
+# three quarters of an hour on two cores; BENCH_ARGS=--quick for fewer rows).
 bench: $(VENV)/.test-deps
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 

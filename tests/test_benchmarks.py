@@ -319,3 +319,78 @@ def test_the_bound_layer_broadcasts_the_group_layers_kernel(monkeypatch):
             rtol=1e-5,
             atol=1e-5,
         )
+
+
+def _tiny_network(group, input_shape, classes, base_filters):
+    """A network with `GroupResNet18`'s arguments and the same kinds of layers (lifting and
+    group convolutions, batch norm, invariant head), small enough to build in a second."""
+    from groco_core import GlobalGroupAveragePooling2D, GroupBatchNormalization, GroupConv2D
+
+    inputs = keras.Input(input_shape)
+    x = GroupConv2D(base_filters, 3, padding="same_equiv", group=group)(inputs)
+    x = GroupBatchNormalization(group=group)(x)
+    x = GroupConv2D(base_filters, 3, padding="same_equiv", group=group)(x)
+    x = GlobalGroupAveragePooling2D(group=group)(x)
+    return keras.Model(inputs, keras.layers.Dense(classes)(x))
+
+
+def test_the_network_section_times_group_plain_and_export_interleaved():
+    """benchmarks/networks.py on a tiny network: the plain network has the group network's
+    channels as its own filters (P1, |G| = 8 times the fields) and is made of stock Keras
+    layers, every ratio is inside its 95% interval, the inference row times the export, and
+    bench.py renders the rows with their verdicts."""
+    bench = _bench_module()
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import networks
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    rows = networks.measure(
+        "channel-matched", 3, input_shape=(8, 8, 3), batch=2, base_filters=2,
+        network=_tiny_network,
+    )  # fmt: skip
+    assert [row["mode"] for row in rows] == ["train", "inference"]
+    # 3·3·3·2 + 2 (lifting, shared over the 8 elements) + 3·3·(8·2)·2 + 2 + BN 2·2 (+ 2·2
+    # moving) + Dense 2·10 + 10; the plain one: 3·3·3·16 + 16 + 3·3·16·16 + 16 + BN 4·16 +
+    # Dense 16·10 + 10.
+    group_params = 54 + 2 + 288 + 2 + 8 + 30
+    plain_params = 432 + 16 + 2304 + 16 + 64 + 170
+    for row in rows:
+        assert (row["base_filters"], row["plain_base_filters"]) == (2, 16)
+        assert (row["group_params"], row["plain_params"]) == (group_params, plain_params)
+        low, high = row["ratio_interval"]
+        assert low <= row["ratio"] <= high and row["repeats"] == 3
+        assert row["group_ms"] > 0 and row["plain_ms"] > 0 and row["p1_ms"] > 0
+        low, high = row["p1_ratio_interval"]
+        assert low <= row["p1_ratio"] <= high
+    assert "export_ratio" not in rows[0]
+    plain = networks.stock_keras(_tiny_network("P1", (8, 8, 3), 10, 16))
+    assert {type(layer).__module__.split(".")[0] for layer in plain.layers} == {"keras"}
+    assert plain.count_params() == plain_params
+    low, high = rows[1]["export_ratio_interval"]
+    assert low <= rows[1]["export_ratio"] <= high and rows[1]["export_ms"] > 0
+    rows[0]["memory"] = {"group_bytes": 3 * 2**20, "plain_bytes": 2 * 2**20}
+    settings = bench.Settings(
+        groups=("P4",), paddings=("same_equiv",), inputs=("group",), strides=(1,),
+        modes=("train",), repeats=1, steps=1, export_repeats=0, separable=False,
+        networks=("channel-matched",), network_repeats=3,
+    )  # fmt: skip
+    text = "\n".join(bench._network_lines(rows, settings))
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| network") and "| P1 / plain |" in table[0]
+    assert {line.count("|") for line in table} == {table[0].count("|")}, text
+    number = r"[\d.]+ \([\d.]+–[\d.]+\)"
+    verdict = r"(pass|\*\*miss\*\*)"
+    assert re.search(
+        rf"^\| channel-matched \(2 → 16\) \| {group_params} / {plain_params:,} \| train \| "
+        rf"[\d.]+ \| [\d.]+ \| {number} \| {verdict} \| {number} \| – \| – \| – \| "
+        r"3 / 2 \(1.50\) \|$",
+        text,
+        re.MULTILINE,
+    ), text
+    assert re.search(
+        rf"^\| channel-matched \(2 → 16\) \| .* \| inference \| [\d.]+ \| [\d.]+ \| {number} \| "
+        rf"{verdict} \| {number} \| [\d.]+ \| {number} \| {verdict} \| – \|$",
+        text,
+        re.MULTILINE,
+    ), text
