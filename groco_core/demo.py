@@ -197,14 +197,7 @@ def matched_widths(
 ) -> tuple[int, ...]:
     """Widths for `build_cnn`: the G-CNN's fields times one factor, chosen so the CNN's
     parameter count is within 5% of `target_params` where whole widths allow."""
-    scale = math.sqrt(order)  # a group conv has |G| times the weights of its channels' conv
-    for _ in range(4):  # parameters grow about quadratically with the scale
-        widths = tuple(max(1, round(scale * f)) for f in fields)
-        params = build_cnn(widths).count_params()
-        if abs(params / target_params - 1) < 0.05:
-            break
-        scale *= math.sqrt(target_params / params)
-    return widths
+    return match_widths(build_cnn, target_params, fields, order)
 
 
 # -- training and evaluation ------------------------------------------------------------

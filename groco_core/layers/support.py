@@ -79,6 +79,22 @@ def image_support(group: PointGroup | None, spatial: Sequence[int | None]) -> np
     return _cached_mask(type(group), group, tuple(int(n) for n in spatial))
 
 
+def _axes_and_mask(
+    x: Any, group: PointGroup | None, spatial_axes: Sequence[int] | None
+) -> tuple[tuple[int, ...], np.ndarray | None]:
+    """`x`'s spatial axes (default: the `group.dimension` axes after the batch axis) and the
+    group's image support for their sizes (None where nothing is masked)."""
+    if group is None:
+        return (), None
+    rank = len(x.shape)
+    axes = (
+        tuple(range(1, 1 + group.dimension))
+        if spatial_axes is None
+        else tuple(a % rank for a in spatial_axes)
+    )
+    return axes, image_support(group, tuple(x.shape[a] for a in axes))
+
+
 def mask_to_support(
     x: Any,
     group: PointGroup | None,
@@ -105,15 +121,8 @@ def mask_to_support(
         >>> mask_to_support(x, get_group("P4M")) is x
         True
     """
-    if group is None:
-        return x
     rank = len(x.shape)
-    axes = (
-        tuple(range(1, 1 + group.dimension))
-        if spatial_axes is None
-        else tuple(a % rank for a in spatial_axes)
-    )
-    mask = image_support(group, tuple(x.shape[a] for a in axes))
+    axes, mask = _axes_and_mask(x, group, spatial_axes)
     if mask is None:
         return x
     shape = [1] * rank
@@ -155,15 +164,8 @@ def plain_mask_to_support(
 
     from groco_core.exporting import fixed_dense
 
-    if group is None:
-        return x
     rank = len(x.shape)
-    axes = (
-        tuple(range(1, 1 + group.dimension))
-        if spatial_axes is None
-        else tuple(a % rank for a in spatial_axes)
-    )
-    mask = image_support(group, tuple(x.shape[a] for a in axes))
+    axes, mask = _axes_and_mask(x, group, spatial_axes)
     if mask is None:
         return x
     others = tuple(a for a in range(1, rank) if a not in axes)
