@@ -133,18 +133,9 @@ class KernelGather:
         rows = ops.reshape(flat, (-1, math.prod(shape)))
         return ops.reshape(ops.take(rows, self.indices, axis=0), (*self.indices.shape, *shape))
 
-    def permutes(self, rows: Any) -> bool:
-        """Whether every row of `indices` lists each of `rows` kernel rows exactly once.
-
-        False where `rows` is not a Python integer (a size that `torch.jit.trace`, behind
-        `torch.onnx.export`, records as a tensor): the tables the permutation fast paths
-        make in numpy need the size itself, and the plain gather traces instead.
-        """
-        return (
-            isinstance(rows, (int, np.integer))
-            and self.inverse is not None
-            and self.inverse.shape[1] == rows
-        )
+    def permutes(self, rows: int) -> bool:
+        """Whether every row of `indices` lists each of `rows` kernel rows exactly once."""
+        return self.inverse is not None and self.inverse.shape[1] == rows
 
     def moved(self, flat: Any, lead: int) -> Any:
         """`flat` `(n, *D)` gathered with the element axis placed after the first `lead` axes
