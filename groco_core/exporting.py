@@ -134,12 +134,159 @@ def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None
                 f"{[tuple(t.shape) for t in model.inputs]}"
             )
         input_tensors = keras.Input(tuple(input_shape), dtype=model.inputs[0].dtype)
-    return keras.models.clone_model(
+    replaced = keras.models.clone_model(
         model,
         input_tensors=input_tensors,
         clone_function=clone_function,
         call_function=call_function,
     )
+    return merged_layouts(replaced)
+
+
+# -- one channel layout between exported layers -----------------------------------------------
+
+# Activations that act on each entry alone, so on any layout of the same entries.
+_ELEMENTWISE_ACTIVATIONS = (
+    "celu elu exponential gelu hard_sigmoid hard_silu hard_swish hard_tanh leaky_relu linear "
+    "log_sigmoid mish relu relu6 selu sigmoid silu softplus softsign sparse_plus squareplus "
+    "swish tanh tanh_shrink"
+).split()
+_MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+def _is_elementwise(layer: Any) -> bool:
+    """Whether `layer` maps each entry of its one input alone (an elementwise activation)."""
+    if isinstance(layer, keras.layers.ReLU | keras.layers.LeakyReLU | keras.layers.ELU):
+        return True
+    if type(layer) is not keras.layers.Activation:
+        return False
+    return any(
+        layer.activation is getattr(keras.activations, name, None)
+        for name in _ELEMENTWISE_ACTIVATIONS
+    )
+
+
+def _reshape_target(shape: tuple) -> tuple | None:
+    """A Reshape target for a tensor of (batch-less) `shape`: -1 for its one unknown axis;
+    None when more than one axis is unknown (Keras's Reshape cannot express it)."""
+    if sum(n is None for n in shape) > 1:
+        return None
+    return tuple(-1 if n is None else int(n) for n in shape)
+
+
+def _clone(layer: Any) -> Any:
+    """A new layer with `layer`'s configuration, to be built and given its weights by
+    `_call_clone`; nested models are kept (they are exported already)."""
+    if isinstance(layer, keras.Model):
+        return layer
+    return type(layer).from_config(layer.get_config())
+
+
+def _call_clone(original: Any, clone: Any, *args: Any, **kwargs: Any) -> Any:
+    outputs = clone(*args, **kwargs)
+    if clone is not original:
+        clone.set_weights(original.get_weights())
+    return outputs
+
+
+def merged_layouts(model: keras.Model) -> keras.Model:
+    """`model` (of stock layers) with the group axis left merged into the channels between
+    layers: the same function, without the `Reshape` pairs `export_plain` writes around
+    each layer.
+
+    Every group layer's export takes `(…, |G|, C)`, reshapes it to the `(…, |G|·C)` its
+    plain convolution or pooling reads, and reshapes its output back. This pass follows the
+    reshaped tensors instead: a `Reshape` of a reshaped tensor reshapes the original once (or
+    not at all where the shapes agree), elementwise activations and merge layers (`Add`, …)
+    act on the merged tensor, and a `BatchNormalization` over the channel axis acts on the
+    merged channels with its statistics tiled over the group (the same map at inference,
+    which is what an exported model is for). A `Reshape` is written only where a layer reads
+    the split layout, and Keras drops the ones nothing reads; so consecutive group layers
+    exchange merged tensors, as in the same network written with stock layers by hand.
+    """
+    merged: dict[int, tuple[Any, Any]] = {}  # id(tensor) -> (tensor, the tensor it reshapes)
+
+    def source(tensor: Any) -> Any:
+        found = merged.get(id(tensor))
+        return tensor if found is None or found[0] is not tensor else found[1]
+
+    def viewed(tensor: Any, reshaped_from: Any) -> Any:
+        merged[id(tensor)] = (tensor, reshaped_from)
+        return tensor
+
+    def as_shape_of(view: Any, tensor: Any) -> Any:
+        """`tensor` reshaped to `view`'s shape, remembering that it reshapes `tensor`."""
+        target = _reshape_target(tuple(view.shape[1:]))
+        return viewed(keras.layers.Reshape(target)(tensor), tensor)
+
+    def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        original = layers[id(layer)]
+        inputs = args[0] if args else None
+        if len(args) != 1 or any(value is not None for value in kwargs.values()):
+            return _call_clone(original, layer, *args, **kwargs)
+        if isinstance(layer, keras.layers.Reshape) and not isinstance(inputs, list | tuple):
+            base = source(inputs)
+            shape = tuple(layer.compute_output_shape(base.shape)[1:])
+            target = _reshape_target(shape)
+            if target is None:
+                return _call_clone(original, layer, inputs)
+            if tuple(base.shape[1:]) == shape:
+                return base
+            return viewed(keras.layers.Reshape(target, name=layer.name)(base), base)
+        if isinstance(inputs, list | tuple):
+            bases = [source(t) for t in inputs]
+            same = (
+                type(layer).__name__ in _MERGE_LAYERS
+                and type(layer).__module__.startswith("keras")
+                and all(b is not t for b, t in zip(bases, inputs, strict=True))
+                and len({tuple(b.shape) for b in bases}) == 1
+                and len({tuple(t.shape) for t in inputs}) == 1
+                and _reshape_target(tuple(inputs[0].shape[1:])) is not None
+            )
+            if not same:
+                return _call_clone(original, layer, *args)
+            return as_shape_of(inputs[0], _call_clone(original, layer, bases))
+        base = source(inputs)
+        if base is inputs or _reshape_target(tuple(inputs.shape[1:])) is None:
+            return _call_clone(original, layer, inputs)
+        if _is_elementwise(layer):
+            return as_shape_of(inputs, _call_clone(original, layer, base))
+        tiled = _tiled_batch_normalization(original, inputs, base)
+        if tiled is not None:
+            return as_shape_of(inputs, tiled)
+        return _call_clone(original, layer, inputs)
+
+    layers: dict[int, Any] = {}
+
+    def clone_function(layer: Any) -> Any:
+        clone = _clone(layer)
+        layers[id(clone)] = layer
+        return clone
+
+    return keras.models.clone_model(
+        model, clone_function=clone_function, call_function=call_function
+    )
+
+
+def _tiled_batch_normalization(layer: Any, view: Any, base: Any) -> Any:
+    """`layer` (a stock BatchNormalization over the last axis of `view`, which splits the
+    last axis of `base` into `(|G|, C)`) applied to `base` with every per-channel vector
+    tiled over the group; None where `layer` or the shapes are not of that form."""
+    if type(layer) is not keras.layers.BatchNormalization:
+        return None
+    rank = len(view.shape)
+    if layer.axis not in (-1, rank - 1) or len(base.shape) != rank - 1:
+        return None
+    order, channels = view.shape[-2], view.shape[-1]
+    if tuple(view.shape[:-2]) != tuple(base.shape[:-1]) or base.shape[-1] != order * channels:
+        return None
+    weights = layer.get_weights()
+    if any(w.shape != (channels,) for w in weights):
+        return None
+    tiled = keras.layers.BatchNormalization.from_config(layer.get_config())
+    outputs = tiled(base)
+    tiled.set_weights([np.tile(w, order) for w in weights])
+    return outputs
 
 
 # -- building blocks for export_plain ------------------------------------------------------
@@ -388,8 +535,36 @@ def _plain_weights(layer: Any, order: int) -> list[np.ndarray]:
     return weights
 
 
+def keras_same_paddings(
+    spatial: tuple, kernel_size: tuple, strides: tuple, dilation_rate: tuple
+) -> tuple[tuple[int, int], ...] | None:
+    """`(before, after)` per axis that Keras's `padding="same"` pads a convolution's input
+    of size `spatial` with (half the total before, the odd one after); None where it depends
+    on an unknown size (a stride > 1).
+
+    Example:
+        >>> from groco_core.exporting import keras_same_paddings
+        >>> keras_same_paddings((32, 32), (8, 8), (2, 2), (1, 1))
+        ((3, 3), (3, 3))
+        >>> keras_same_paddings((32,), (4,), (2,), (1,))
+        ((1, 1),)
+    """
+    found = []
+    for n, k, s, d in zip(spatial, kernel_size, strides, dilation_rate, strict=True):
+        extent = (k - 1) * d + 1
+        if s == 1:
+            total = extent - 1
+        elif n is None:
+            return None
+        else:
+            total = max(0, (-(-n // s) - 1) * s + extent - n)
+        found.append((total // 2, total - total // 2))
+    return tuple(found)
+
+
 def export_group_conv(layer: Any, inputs: Any) -> Any:
-    """`export_plain` of `BaseGroupConv`: padding, one plain convolution, reshape.
+    """`export_plain` of `BaseGroupConv`: one plain convolution (its own `"same"` padding
+    where that is the layer's padding, an explicit `ZeroPadding` otherwise), reshape.
 
     Args:
         layer: a built `GroupConv1D/2D/3D`.
@@ -401,16 +576,19 @@ def export_group_conv(layer: Any, inputs: Any) -> Any:
     x = to_channels_last(layer, inputs)
     if not layer.lifting:
         x = plain_merge_group_axis(layer, x)
-    paddings = known_paddings(
-        layer, layer.padding_rule.paddings(tuple(x.shape[1 : 1 + layer.rank]))
+    spatial = tuple(x.shape[1 : 1 + layer.rank])
+    paddings = known_paddings(layer, layer.padding_rule.paddings(spatial))
+    same = paddings == keras_same_paddings(
+        spatial, layer.kernel_size, layer.strides, layer.dilation_rate
     )
-    x = pad_spatial(x, paddings, f"{layer.name}_pad")
+    if not same:
+        x = pad_spatial(x, paddings, f"{layer.name}_pad")
     order = len(layer.output_elements)
     conv = getattr(keras.layers, f"Conv{layer.rank}D")(
         order * layer.filters,
         layer.kernel_size,
         strides=layer.strides,
-        padding="valid",
+        padding="same" if same else "valid",
         data_format="channels_last",
         dilation_rate=layer.dilation_rate,
         use_bias=layer.use_bias,

@@ -14,6 +14,7 @@ from keras import ops
 from groco_core import MatrixGroup, export, hookimpl, registry
 from groco_core.layers.conv import GroupConv2D
 from groco_core.layers.conv_transpose import GroupConv2DTranspose
+from groco_core.layers.normalization import GroupBatchNormalization
 
 
 def _randomize(model, rng):
@@ -71,6 +72,93 @@ def test_export_of_sequential_model(rng):
     np.testing.assert_allclose(
         ops.convert_to_numpy(plain(x)), ops.convert_to_numpy(model(x)), atol=1e-5
     )
+
+
+def _with_statistics(model, rng):
+    """`_randomize`, with positive moving variances, so batch norm at inference is a
+    different affine map per channel."""
+    model.set_weights(
+        [
+            rng.uniform(0.5, 2.0, size=w.shape).astype("float32")
+            if "variance" in v.path
+            else rng.normal(size=w.shape).astype("float32")
+            for w, v in zip(model.get_weights(), model.weights, strict=True)
+        ]
+    )
+    return model
+
+
+def _assert_same_outputs(plain, model, x):
+    expected = ops.convert_to_numpy(model(x))
+    assert np.abs(expected).max() > 0.1  # the comparison sees values, not zeros
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(plain(x)), expected, atol=2e-5 * np.abs(expected).max()
+    )
+
+
+def _count(model, layer_class):
+    return sum(type(layer) is layer_class for layer in model.layers)
+
+
+def test_export_keeps_the_group_axis_merged_between_layers(rng):
+    """Consecutive group layers exchange `(…, |G|·C)` tensors in the export, as the same
+    network of stock layers does: one Reshape (the model's output), batch norm over the
+    merged channels with its statistics tiled over the group, activations and Add on the
+    merged tensors, and Keras's own `"same"` padding where `same_equiv` pads as it does."""
+    inputs = keras.Input((10, 10, 3))
+    x = GroupConv2D(4, 3, group="P4M", padding="same_equiv")(inputs)
+    x = GroupBatchNormalization(group="P4M")(x)
+    x = keras.layers.Activation("relu")(x)
+    y = GroupConv2D(4, 3, group="P4M", padding="same_equiv", activation="relu")(x)
+    x = keras.layers.Add()([x, y])
+    outputs = GroupConv2D(4, 4, strides=2, group="P4M", padding="same_equiv")(x)
+    model = _with_statistics(keras.Model(inputs, outputs), rng)
+    plain = export(model)
+
+    _assert_same_outputs(plain, model, rng.normal(size=(2, 10, 10, 3)).astype("float32"))
+    assert _count(plain, keras.layers.Reshape) == 1
+    assert plain.layers[-1].output.shape == (None, 5, 5, 8, 4)
+    assert _count(plain, keras.layers.ZeroPadding2D) == 0
+    convs = [layer for layer in plain.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [conv.padding for conv in convs] == ["same"] * 3
+    (norm,) = [
+        layer for layer in plain.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    group_norm = model.layers[2]
+    assert norm.moving_mean.shape == (32,)
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(norm.moving_mean),
+        np.tile(ops.convert_to_numpy(group_norm.moving_mean), 8),
+    )
+
+
+def test_export_gives_the_split_layout_to_layers_that_read_it(rng):
+    """Layers that act across entries see `(…, |G|, C)` as in the group model: a softmax over
+    the channels, a Dense, batch norm over another axis, an Add of a merged and an unmerged
+    tensor, and a stride-1 model of unknown height."""
+    inputs = keras.Input((None, 7, 3))
+    x = GroupConv2D(3, 3, group="P4", activation="softmax")(inputs)
+    z = GroupConv2D(3, 1, group="P4")(x)
+    y = keras.layers.Dense(3)(x)
+    x = keras.layers.Add()([z, y])
+    x = GroupConv2D(4, 1, group="P4")(x)  # as many channels as elements
+    x = keras.layers.BatchNormalization(axis=3)(x)
+    x = GroupConv2D(2, 3, group="P4", activation="relu")(x)
+    x = keras.layers.Activation("relu")(x)
+    model = _with_statistics(keras.Model(inputs, x), rng)
+    plain = export(model)
+
+    _assert_same_outputs(plain, model, rng.normal(size=(2, 9, 7, 3)).astype("float32"))
+    softmax = [
+        layer
+        for layer in plain.layers
+        if getattr(layer, "activation", None) is keras.activations.softmax
+    ]
+    assert len(softmax) == 1 and softmax[0].output.shape == (None, None, 5, 4, 3)
+    (norm,) = [
+        layer for layer in plain.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norm.moving_mean.shape == (4,)
 
 
 # Makes every `groco*` import fail, then loads a model and compares it with saved outputs.

@@ -327,8 +327,13 @@ def _group_conv(filters: int = 4, fields: int = 3, **options):
 
 
 def _depthwise(kernel: int, **options):
-    layer = groco_separable.DepthwiseGroupConv2D(kernel, group="P4", **options)
-    return layer, (2, 7, 7, 4, 3)
+    return _depthwise_on("P4", kernel, **options)
+
+
+def _depthwise_on(group: str, kernel: int, **options):
+    layer = groco_separable.DepthwiseGroupConv2D(kernel, group=group, **options)
+    order = groco_core.get_group(group).order
+    return layer, (2, 7, 7, order, 3)
 
 
 # For each fast path: layers (with their input shapes) that take it on its backends, one per
@@ -355,6 +360,13 @@ CASES = {
     "torch_output_major_kernel": [
         _group_conv,  # entry by entry (torch.take)
         lambda: _group_conv(filters=16, fields=16),  # by rows, with its own gradient
+    ],
+    "trivial_group_gather": [
+        lambda: (groco_core.GroupConv2D(4, 3, group="P1"), (2, 7, 7, 3)),  # lifting
+        lambda: (groco_core.GroupConv2D(4, 3, group="P1"), (2, 7, 7, 1, 3)),
+        lambda: (groco_core.GroupConv2DTranspose(3, 3, group="P1"), (2, 4, 4, 1, 2)),
+        lambda: (groco_core.GroupDense(3, group="P1"), (2, 1, 3)),
+        lambda: _depthwise_on("P1", 3),
     ],
     "kernel_cache": [
         lambda: (groco_core.GroupDense(3, group="P4M"), (2, 8, 3)),

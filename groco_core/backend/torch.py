@@ -182,7 +182,8 @@ def output_major(kernel_gather: Any, flat: Any) -> Any:
     rows are permutations: the memory layout PyTorch's convolution uses for its weight with
     a channels-last input. Small kernels are taken entry by entry
     (`torch.take`), larger ones by rows with a gradient that gathers the upstream rows with
-    the inverse permutations (`_row_gather`; PyTorch's own is a slower scatter-add).
+    the inverse permutations (`_row_gather`; PyTorch's own is a slower scatter-add); on the
+    trivial group the rows stay in order, and one transposed copy of `flat` is the kernel.
 
     Returns:
         The gathered kernel, or `NotImplemented` inside `torch.compile` or where the rows
@@ -198,6 +199,8 @@ def output_major(kernel_gather: Any, flat: Any) -> Any:
 
     indices, cache = kernel_gather.indices, kernel_gather.backend_cache("torch")
     n, channels, fields = flat.shape
+    if kernel_gather.reshapes(flat):  # the trivial group: one transposing copy, no gather
+        return flat.permute(2, 0, 1).contiguous().view(1, fields, *indices.shape[1:], channels)
     if indices.size * channels * fields <= TAKE_MAX_ENTRIES:
         key = (flat.device, channels, fields, "take")
         index = cache.get(key)

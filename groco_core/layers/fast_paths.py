@@ -109,6 +109,12 @@ FAST_PATHS: dict[str, FastPath] = {
             "keras.ops.take, keras.ops.moveaxis and keras.ops.reshape",
         ),
         FastPath(
+            "trivial_group_gather",
+            BACKENDS,
+            "groco_core.layers.kernels.KernelGather.reshapes",
+            "the gather (keras.ops.take) of every kernel row, in order",
+        ),
+        FastPath(
             "kernel_cache",
             BACKENDS,
             "groco_core.layers.kernel_cache.cached_transformed_kernel",

@@ -12,6 +12,7 @@ from keras import ops
 
 from groco_core import backend
 from groco_core.groups import PointGroup
+from groco_core.layers.fast_paths import takes
 
 
 def add_kernel_and_bias(
@@ -116,14 +117,24 @@ class KernelGather:
             np.broadcast_to(np.arange(rows.shape[1]), rows.shape),
         )
         self.inverse = inverse.astype("int32") if permutations else None
+        self._identity = rows.shape[0] == 1 and np.array_equal(rows[0], np.arange(rows.shape[1]))
         self._backend_caches: dict[str, dict] = {}
 
     def backend_cache(self, name: str) -> dict:
         """A dictionary for backend `name`'s tables made from the indices (made once)."""
         return self._backend_caches.setdefault(name, {})
 
+    def reshapes(self, flat: Any) -> bool:
+        """Whether gathering `flat` takes each of its rows once, in order, for one element (a
+        kernel on the trivial group): then the gather is a reshape, and no gather is run."""
+        return (
+            self._identity and flat.shape[0] == self.indices.size and takes("trivial_group_gather")
+        )
+
     def __call__(self, flat: Any) -> Any:
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
+        if self.reshapes(flat):
+            return ops.reshape(flat, (*self.indices.shape, *flat.shape[1:]))
         y = backend.call("gather", self, flat)
         if y is not NotImplemented:
             return y
@@ -144,6 +155,9 @@ class KernelGather:
         its convolution takes (for a convolution `lead=1`: `(K[, |G|], C, |H|, F)`); on
         TensorFlow one gather straight into that layout."""
         flat = ops.convert_to_tensor(flat)  # a variable is read once, as a tensor
+        if self.reshapes(flat):  # the element axis has size one: moving it moves no entry
+            tail = tuple(flat.shape[1:])
+            return ops.reshape(flat, (*self.indices.shape[1:], *tail[:lead], 1, *tail[lead:]))
         y = backend.call("gather_moved", self, flat, lead)
         if y is not NotImplemented:
             return y
