@@ -12,6 +12,7 @@ import pytest
 from keras import ops
 
 from groco_core import MatrixGroup, export, hookimpl, registry
+from groco_core.exporting import keras_same_paddings
 from groco_core.layers.conv import GroupConv2D
 from groco_core.layers.conv_transpose import GroupConv2DTranspose
 from groco_core.layers.normalization import GroupBatchNormalization
@@ -130,6 +131,26 @@ def test_export_keeps_the_group_axis_merged_between_layers(rng):
         ops.convert_to_numpy(norm.moving_mean),
         np.tile(ops.convert_to_numpy(group_norm.moving_mean), 8),
     )
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "dilation"),
+    [(9, 3, 1, 1), (8, 4, 1, 1), (8, 3, 2, 1), (9, 4, 2, 1), (10, 3, 3, 1), (9, 3, 1, 2)],
+)
+def test_keras_same_paddings_are_what_keras_pads(rng, size, kernel, stride, dilation):
+    """The paddings `export` compares `same_equiv`'s with are Keras's own: padding with them
+    and convolving `valid` gives Keras's `same` convolution."""
+    x = rng.normal(size=(1, size, size, 2)).astype("float32")
+    w = rng.normal(size=(kernel, kernel, 2, 3)).astype("float32")
+    paddings = keras_same_paddings((size, size), (kernel,) * 2, (stride,) * 2, (dilation,) * 2)
+    padded = np.pad(x, ((0, 0), *paddings, (0, 0)))
+    options = dict(strides=stride, dilation_rate=dilation)
+    same = ops.convert_to_numpy(ops.conv(x, w, padding="same", **options))
+    valid = ops.convert_to_numpy(ops.conv(padded, w, padding="valid", **options))
+    np.testing.assert_allclose(valid, same, atol=1e-5)
+    # An unknown size: known at stride 1 (the same as for any size), not at a larger one.
+    unknown = keras_same_paddings((None, size), (kernel,) * 2, (stride,) * 2, (dilation,) * 2)
+    assert unknown == (paddings if stride == 1 else None)
 
 
 def test_export_gives_the_split_layout_to_layers_that_read_it(rng):

@@ -352,6 +352,11 @@ CASES = {
     "pointwise_matmul": [lambda: (groco_core.GroupConv2D(4, 1, group="P4M"), (2, 5, 5, 8, 3))],
     "torch_index_select_gather": [lambda: _depthwise(3)],
     "jax_in_bounds_gather": [_group_conv],
+    "jax_permutation_gradient": [
+        _group_conv,
+        lambda: (groco_core.GroupConv2D(3, 3, group="P4M"), (2, 6, 6, 2)),  # lifting
+        lambda: (groco_core.GroupDense(3, group="P4M", subgroup="P4"), (2, 8, 3)),
+    ],
     "tensorflow_run_gather": [
         _group_conv,  # rows of 4 values, read as int64 pairs
         lambda: _group_conv(filters=12),  # rows of 12 values, read as they are
@@ -408,6 +413,7 @@ CASES = {
 # Fast paths taken only inside another one.
 INSIDE = {
     "jax_tiling_matmul": ("bias_on_merged_axis",),
+    "jax_permutation_gradient": ("jax_in_bounds_gather",),
     "torch_bias_gradient_apart": ("torch_channels_last_conv",),
     "torch_tiled_depthwise_gradient": ("torch_channels_last_conv",),
 }

@@ -97,6 +97,12 @@ FAST_PATHS: dict[str, FastPath] = {
             "keras.ops.take",
         ),
         FastPath(
+            "jax_permutation_gradient",
+            ("jax",),
+            "groco_core.backend.jax.permutation_gather",
+            "keras.ops.take differentiated by JAX (a scatter-add)",
+        ),
+        FastPath(
             "tensorflow_run_gather",
             ("tensorflow",),
             "groco_core.backend.tensorflow.run_gather",
