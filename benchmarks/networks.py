@@ -33,7 +33,8 @@ Run: `KERAS_BACKEND=jax python benchmarks/networks.py [--quick] [--repeats 7]
 [--configs channel-matched parameter-matched] [--memory] [--json]`; `--quick`: the
 channel-matched pair only, 3 repeats, no memory (about two minutes on two cores).
 `--profile CONFIG MODEL` (`group`, `plain`, `p1` or `export`): operators by self time of 5
-train steps and 10 inference calls of one model (PyTorch).
+train steps and 10 inference calls of one model (PyTorch). `--without FAST_PATH ...`: the
+group network against itself computed with those fast paths' references, interleaved.
 """
 
 from __future__ import annotations
@@ -197,6 +198,52 @@ def measure(
     return rows
 
 
+def measure_fast_paths(
+    config: str,
+    names: list[str],
+    repeats: int,
+    input_shape: tuple = INPUT_SHAPE,
+    batch: int = BATCH,
+    base_filters: int | None = None,
+    network=None,
+) -> list[dict]:
+    """The group network of `config` against itself with the fast paths `names` replaced by
+    their references (`reference_formulations`), train step and inference, interleaved:
+    what those fast paths save on a whole network (`ratio` below 1: they save time).
+
+    Raises:
+        ValueError: for a name that is not a fast path, or one the network does not take on
+            this backend (the two would be the same network).
+    """
+    import numpy as np
+
+    from groco_core.layers import fast_paths
+
+    fast = build(config, "group", input_shape, base_filters, network)
+    reference = build(config, "group", input_shape, base_filters, network)
+    x = _inputs(input_shape, batch)
+    y = np.zeros((batch, CLASSES), "float32")
+    with fast_paths.reference_formulations(*names):  # each step is traced here, once
+        reference.train_on_batch(x, y)
+        reference.predict_on_batch(x)
+    fast.train_on_batch(x, y)
+    fast.predict_on_batch(x)
+    never = [name for name in names if name not in fast_paths.taken_fast_paths()]
+    if never:
+        import keras
+
+        raise ValueError(
+            f"The network never takes {never} on {keras.backend.backend()}, so it would be "
+            f"timed against itself. Received: --without {' '.join(names)}. Name fast paths "
+            "of this backend (groco_core.layers.fast_paths.FAST_PATHS)."
+        )
+    rows = []
+    for mode in ("train", "inference"):
+        result = overhead._interleaved(fast, reference, x, len(input_shape) - 1, repeats, 1, mode)
+        rows.append({"config": config, "mode": mode, "without": names, **result})
+    return rows
+
+
 def _memory_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -329,6 +376,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--memory-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--profile", nargs=2, metavar=("CONFIG", "MODEL"))
+    parser.add_argument(
+        "--without",
+        nargs="+",
+        metavar="FAST_PATH",
+        help="time the group network against itself with these fast paths' references",
+    )
     args = parser.parse_args(argv)
     if args.memory_worker:
         print(json.dumps(step_memory(*args.memory_worker)))
@@ -341,6 +394,16 @@ def main(argv: list[str] | None = None) -> None:
     configs, repeats = args.configs, args.repeats
     if args.quick:
         configs, repeats = ["channel-matched"], 3
+    if args.without:
+        for config in configs:
+            for row in measure_fast_paths(config, args.without, repeats):
+                low, high = row["ratio_interval"]
+                print(
+                    f"{config:<17} {row['mode']:<9} with {row['group_ms']:8.1f} ms  without "
+                    f"{' '.join(args.without)} {row['plain_ms']:8.1f} ms  ratio "
+                    f"{row['ratio']:.3f} [{low:.3f}–{high:.3f}]"
+                )
+        return
     rows = run(configs, repeats, args.memory)
     if args.json:
         print(json.dumps(rows))

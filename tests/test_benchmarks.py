@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import keras
+import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
@@ -342,6 +343,26 @@ def _tiny_network(group, input_shape, classes, base_filters):
     x = GroupConv2D(base_filters, 3, padding="same_equiv", group=group)(x)
     x = GlobalGroupAveragePooling2D(group=group)(x)
     return keras.Model(inputs, keras.layers.Dense(classes)(x))
+
+
+def test_the_network_benchmark_times_a_fast_path_against_its_reference():
+    """`networks.py --without NAME` times the group network against itself computed with a
+    fast path's reference; a fast path the network does not take is refused, since the two
+    would be the same network."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import networks
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    options = dict(input_shape=(8, 8, 3), batch=2, base_filters=2, network=_tiny_network)
+    rows = networks.measure_fast_paths("channel-matched", ["merged_batch_norm"], 3, **options)
+    assert [row["mode"] for row in rows] == ["train", "inference"]
+    for row in rows:
+        low, high = row["ratio_interval"]
+        assert low <= row["ratio"] <= high and row["group_ms"] > 0 and row["plain_ms"] > 0
+    elsewhere = "torch_tensor_reshape" if keras.backend.backend() == "jax" else "jax_padded_conv"
+    with pytest.raises(ValueError, match=rf"never takes \['{elsewhere}'\]"):
+        networks.measure_fast_paths("channel-matched", [elsewhere], 3, **options)
 
 
 def test_the_network_section_times_group_plain_and_export_interleaved():
