@@ -75,7 +75,7 @@ test-wheel: $(VENV)/.test-deps
 
 # Overhead over plain Keras layers, export, build times, separable, memory, on every backend:
 # whole networks (GroupResNet18 against the plain ResNet): writes benchmarks/RESULTS.md (about
-# three quarters of an hour on two cores; BENCH_ARGS=--quick for fewer rows).
+# half an hour on two cores; BENCH_ARGS=--quick for fewer rows).
 bench: $(VENV)/.test-deps
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 

@@ -20,8 +20,8 @@ at 5×5, a whole network at or below the plain network's time (ratio ≤ 1) and 
 inference at the plain network's (≤ 1.01). Each is shown with pass / miss.
 
 Run: `python benchmarks/bench.py [--quick] [--backends jax tensorflow torch]
-[--out benchmarks/RESULTS.md]` (the default run takes about three quarters of an hour on two
-cores, the whole networks about seven minutes of it per backend; `--quick` about five).
+[--out benchmarks/RESULTS.md]` (the default run takes about half an hour on two cores, the
+whole networks a few minutes of it per backend; `--quick` about five).
 """
 
 from __future__ import annotations

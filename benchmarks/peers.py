@@ -29,7 +29,9 @@ Run: `KERAS_BACKEND=torch .venv-peers/bin/python benchmarks/peers.py [--repeats 
 [--network-repeats 9] [--networks channel-matched parameter-matched | --networks]
 [--out benchmarks/RESULTS-peers.md]` (`--networks` with no configuration skips them;
 `--only-networks` skips the layer rows); with `--profile P4 same` (a group, a padding) instead a
-`torch.profiler` table of 20 train steps of each, operators by self time.
+`torch.profiler` table of 20 train steps of each, operators by self time; with
+`--profile-network parameter-matched inference` (a configuration, a step) one of 5 steps of
+each network.
 """
 
 from __future__ import annotations
@@ -286,6 +288,23 @@ def profile(group: str, padding: str) -> None:
         print(table)
 
 
+def profile_network(config: str, mode: str) -> None:
+    """Operators by self time over 5 steps (`train` or `inference`) of GroCo's ResNet-18 of
+    `config` and of its escnn rebuild, after 3 warm-up steps, one table each."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    ours, theirs = network_steps(config)[0][mode]
+    for name, step in (("GroCo", ours), ("escnn", theirs)):
+        for _ in range(3):
+            step()
+        with profiler(activities=[ProfilerActivity.CPU]) as recorded:
+            for _ in range(5):
+                step()
+        print(f"{name}, ResNet-18 {config}, 5 {mode} steps:")
+        print(recorded.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def network_rows(configs: list[str], repeats: int) -> list[tuple]:
     """`(config, mode, counts, result)` for each configuration and step, printed as they
     come."""
@@ -320,7 +339,22 @@ def main() -> None:
         metavar=("GROUP", "PADDING"),
         help="a torch.profiler table of train steps instead (e.g. P4 same)",
     )
+    parser.add_argument(
+        "--profile-network",
+        nargs=2,
+        metavar=("CONFIG", "MODE"),
+        help="a torch.profiler table of 5 network steps instead (e.g. parameter-matched inference)",
+    )
     args = parser.parse_args()
+    if args.profile_network:
+        config, mode = args.profile_network
+        if config not in networks.CONFIGS or mode not in ("train", "inference"):
+            parser.error(
+                f"--profile-network takes one of {sorted(networks.CONFIGS)} and train or "
+                f"inference. Received: {args.profile_network}"
+            )
+        profile_network(config, mode)
+        return
     if args.profile:
         group, padding = args.profile
         if group not in {name for name, _, _ in PAIRS} or padding not in ("valid", "same"):
