@@ -33,6 +33,36 @@ def _is_groco_layer(layer: Any) -> bool:
     return type(layer).__module__.split(".")[0].startswith("groco") or isinstance(layer, GroupLayer)
 
 
+class _Copies:
+    """The copies `clone_model` calls in place of a model's stock layers: one per layer, however
+    often it is called (a shared layer stays shared), given the original's weights when its
+    first call has built it."""
+
+    def __init__(self) -> None:
+        self._clones: dict[int, Any] = {}  # id(original) -> copy
+        self._originals: dict[int, Any] = {}  # id(copy) -> original
+        self._unweighted: set[int] = set()
+
+    def clone(self, layer: Any) -> Any:
+        if id(layer) not in self._clones:
+            copy = type(layer).from_config(layer.get_config())
+            self._clones[id(layer)] = copy
+            self._originals[id(copy)] = layer
+            self._unweighted.add(id(copy))
+        return self._clones[id(layer)]
+
+    def original(self, layer: Any) -> Any:
+        """The layer `layer` copies (`layer` itself when it is no copy)."""
+        return self._originals.get(id(layer), layer)
+
+    def call(self, layer: Any, *args: Any, **kwargs: Any) -> Any:
+        outputs = layer(*args, **kwargs)
+        if id(layer) in self._unweighted:
+            self._unweighted.discard(id(layer))
+            layer.set_weights(self.original(layer).get_weights())
+        return outputs
+
+
 def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None) -> keras.Model:
     """An equivalent functional model made only of stock Keras layers.
 
@@ -87,8 +117,7 @@ def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None
             "set_weights, and export that."
         )
 
-    clones: dict[int, keras.layers.Layer] = {}
-    originals: dict[int, keras.layers.Layer] = {}
+    copies = _Copies()
     exported: set[int] = set()
 
     def clone_function(layer: Any) -> Any:
@@ -96,11 +125,7 @@ def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None
             return layer  # groco layers are replaced at call time; keras ops are stateless
         if isinstance(layer, keras.Model):
             return export(layer)
-        if id(layer) not in clones:
-            clone = type(layer).from_config(layer.get_config())
-            clones[id(layer)] = clone
-            originals[id(clone)] = layer
-        return clones[id(layer)]
+        return copies.clone(layer)
 
     def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
         if _is_groco_layer(layer):
@@ -118,11 +143,7 @@ def export(model: keras.Model, input_shape: tuple[int | None, ...] | None = None
                 )
             exported.add(id(layer))
             return layer.export_plain(args[0])
-        outputs = layer(*args, **kwargs)
-        original = originals.pop(id(layer), None)
-        if original is not None:
-            layer.set_weights(original.get_weights())
-        return outputs
+        return copies.call(layer, *args, **kwargs)
 
     input_tensors = None
     if input_shape is not None:
@@ -151,7 +172,14 @@ _ELEMENTWISE_ACTIVATIONS = (
     "log_sigmoid mish relu relu6 selu sigmoid silu softplus softsign sparse_plus squareplus "
     "swish tanh tanh_shrink"
 ).split()
-_MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+_MERGE_LAYERS = (
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+    keras.layers.Average,
+    keras.layers.Maximum,
+    keras.layers.Minimum,
+)
 
 
 def _is_elementwise(layer: Any) -> bool:
@@ -172,21 +200,6 @@ def _reshape_target(shape: tuple) -> tuple | None:
     if sum(n is None for n in shape) > 1:
         return None
     return tuple(-1 if n is None else int(n) for n in shape)
-
-
-def _clone(layer: Any) -> Any:
-    """A new layer with `layer`'s configuration, to be built and given its weights by
-    `_call_clone`; nested models are kept (they are exported already)."""
-    if isinstance(layer, keras.Model):
-        return layer
-    return type(layer).from_config(layer.get_config())
-
-
-def _call_clone(original: Any, clone: Any, *args: Any, **kwargs: Any) -> Any:
-    outputs = clone(*args, **kwargs)
-    if clone is not original:
-        clone.set_weights(original.get_weights())
-    return outputs
 
 
 def merged_layouts(model: keras.Model) -> keras.Model:
@@ -219,49 +232,45 @@ def merged_layouts(model: keras.Model) -> keras.Model:
         target = _reshape_target(tuple(view.shape[1:]))
         return viewed(keras.layers.Reshape(target)(tensor), tensor)
 
+    copies = _Copies()
+
     def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        original = layers[id(layer)]
         inputs = args[0] if args else None
         if len(args) != 1 or any(value is not None for value in kwargs.values()):
-            return _call_clone(original, layer, *args, **kwargs)
+            return copies.call(layer, *args, **kwargs)
         if isinstance(layer, keras.layers.Reshape) and not isinstance(inputs, list | tuple):
             base = source(inputs)
             shape = tuple(layer.compute_output_shape(base.shape)[1:])
             target = _reshape_target(shape)
             if target is None:
-                return _call_clone(original, layer, inputs)
+                return copies.call(layer, inputs)
             if tuple(base.shape[1:]) == shape:
                 return base
             return viewed(keras.layers.Reshape(target, name=layer.name)(base), base)
         if isinstance(inputs, list | tuple):
             bases = [source(t) for t in inputs]
             same = (
-                type(layer).__name__ in _MERGE_LAYERS
-                and type(layer).__module__.startswith("keras")
+                type(layer) in _MERGE_LAYERS
                 and all(b is not t for b, t in zip(bases, inputs, strict=True))
                 and len({tuple(b.shape) for b in bases}) == 1
                 and len({tuple(t.shape) for t in inputs}) == 1
                 and _reshape_target(tuple(inputs[0].shape[1:])) is not None
             )
             if not same:
-                return _call_clone(original, layer, *args)
-            return as_shape_of(inputs[0], _call_clone(original, layer, bases))
+                return copies.call(layer, *args)
+            return as_shape_of(inputs[0], copies.call(layer, bases))
         base = source(inputs)
         if base is inputs or _reshape_target(tuple(inputs.shape[1:])) is None:
-            return _call_clone(original, layer, inputs)
+            return copies.call(layer, inputs)
         if _is_elementwise(layer):
-            return as_shape_of(inputs, _call_clone(original, layer, base))
-        tiled = _tiled_batch_normalization(original, inputs, base)
+            return as_shape_of(inputs, copies.call(layer, base))
+        tiled = _tiled_batch_normalization(copies.original(layer), inputs, base)
         if tiled is not None:
             return as_shape_of(inputs, tiled)
-        return _call_clone(original, layer, inputs)
-
-    layers: dict[int, Any] = {}
+        return copies.call(layer, inputs)
 
     def clone_function(layer: Any) -> Any:
-        clone = _clone(layer)
-        layers[id(clone)] = layer
-        return clone
+        return layer if isinstance(layer, keras.Model) else copies.clone(layer)  # nested: done
 
     return keras.models.clone_model(
         model, clone_function=clone_function, call_function=call_function
