@@ -64,6 +64,74 @@ def test_group_conv_equals_the_design_formula(name, rng):
         np.testing.assert_allclose(y[..., h, :], correlate(merged_x, kernel_h) + bias, atol=1e-5)
 
 
+def test_meeting_taps_are_the_taps_that_read_the_input():
+    """`meeting_taps` against the taps found by walking every output point, and the cropped
+    window's padding against the output size; None where every tap meets the input."""
+    from groco_core.toolkit import PaddingRule
+
+    group, cropped_somewhere = get_group("P4M"), 0
+    for size, kernel, stride, padding in itertools.product(
+        range(1, 7), range(1, 6), (1, 2), ("same_equiv", "valid_equiv")
+    ):
+        rule = PaddingRule(padding, (kernel,), (stride,), group, "Test")
+        try:
+            ((before, after),) = rule.paddings((size,))
+        except ValueError:
+            continue  # no equivariant padding for this size
+        outputs = (size + before + after - kernel) // stride + 1
+        meeting = sorted(
+            {
+                t
+                for o in range(outputs)
+                for t in range(kernel)
+                if 0 <= o * stride + t - before < size
+            }
+        )
+        found = rule.meeting_taps((size,))
+        if meeting == list(range(kernel)):
+            assert found is None, (size, kernel, stride, padding)
+            continue
+        cropped_somewhere += 1
+        ((box,), ((start, end),)) = found
+        assert box == (meeting[0], meeting[-1] + 1)
+        width = box[1] - box[0]
+        assert (size + start + end - width) // stride + 1 == outputs
+        assert start >= 0 and end >= 0
+        # Output point 0 reads from the same input point with the cropped window.
+        assert -start == meeting[0] - before
+    assert cropped_somewhere >= 5
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, lifting",
+    [(1, 3, 1, False), (2, 4, 2, False), (1, 3, 2, True), (2, 5, 1, True), (3, 5, 2, False)],
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_inputs_smaller_than_the_kernel_equal_the_design_formula(
+    size, kernel, stride, lifting, training, rng
+):
+    """On inputs whose padding some kernel taps alone read (the last stages of a network),
+    the layer still computes the formula with the whole kernel, in training and inference."""
+    order = get_group("P4M").order
+    layer = GroupConv2D(3, kernel, strides=stride, padding="same_equiv", group="P4M")
+    shape = (2, size, size, 2) if lifting else (2, size, size, order, 2)
+    x = rng.normal(size=shape).astype("float32")
+    layer(x)
+    layer.bias.assign(rng.normal(size=(3,)).astype("float32"))
+    y = ops.convert_to_numpy(layer(x, training=training))
+    psi, bias = ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.bias)
+    pad = layer.padding_rule.paddings((size, size))
+    merged = np.pad(x.reshape(2, size, size, -1), ((0, 0), *pad, (0, 0)))
+    for h, matrix in enumerate(matrices("P4M")):
+        if lifting:
+            kernel_h = act(psi, matrix, (0, 1))
+        else:
+            kernel_h = act(psi, matrix, (0, 1), matrices("P4M"), 2)
+        kernel_h = kernel_h.reshape(kernel, kernel, -1, 3)
+        expected = correlate(merged, kernel_h)[:, ::stride, ::stride] + bias
+        np.testing.assert_allclose(y[..., h, :], expected, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "layer_class, name, size, kwargs",
     [

@@ -350,6 +350,22 @@ CASES = {
     "torch_bias_gradient_apart": [lambda: _group_conv(padding="same_equiv")],
     "jax_padded_conv": [_group_conv],
     "pointwise_matmul": [lambda: (groco_core.GroupConv2D(4, 1, group="P4M"), (2, 5, 5, 8, 3))],
+    "cropped_kernel": [
+        # A 1×1 input: the kernel's centre alone, a one-point convolution.
+        lambda: (groco_core.GroupConv2D(4, 3, group="P4M", padding="same_equiv"), (2, 1, 1, 8, 3)),
+        # 2×2 of a 4×4 kernel at stride 2, on the group.
+        lambda: (
+            groco_core.GroupConv2D(3, 4, strides=2, group="P4", padding="same_equiv"),
+            (2, 2, 2, 4, 2),
+        ),
+        # Lifting, 3×3 of a 5×5 kernel.
+        lambda: (groco_core.GroupConv2D(3, 5, group="P4", padding="same_equiv"), (2, 2, 2, 3)),
+        # 3D, one point of a 3×3×3 kernel.
+        lambda: (
+            groco_core.GroupConv3D(2, 3, group="O", padding="same_equiv"),
+            (2, 1, 1, 1, 24, 2),
+        ),
+    ],
     "torch_index_select_gather": [lambda: _depthwise(3)],
     "jax_in_bounds_gather": [_group_conv],
     "jax_permutation_gradient": [
@@ -448,7 +464,7 @@ def test_each_fast_path_is_taken_and_equals_its_reference(name, monkeypatch):
         monkeypatch.setattr(fast_paths, "_taken", set())
         with reference_formulations(*(other for other in FAST_PATHS if other not in kept)):
             compare(layer, x, training=True, modes=_modes())
-            if name in ("kernel_cache", "merged_batch_norm"):  # inference, kept statistics
+            if name in ("kernel_cache", "merged_batch_norm", "cropped_kernel"):  # inference
                 compare(layer, x, training=False, modes=_modes())
         assert name in taken_fast_paths(), f"case {number} of {name} did not take it"
 

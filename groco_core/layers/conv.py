@@ -188,16 +188,41 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
     def transformed_kernel(self) -> Any:
         """The kernel of the equivalent plain convolution,
         `(*kernel_size, [|G|·]in_channels, |H|·filters)`."""
-        points = math.prod(self.kernel_size)
+        return self._expanded(self.kernel_gather, self.kernel_size)
+
+    def _expanded(self, gather: KernelGather, kernel_size: tuple[int, ...]) -> Any:
+        """The masked kernel gathered by `gather` (`kernel_gather`, or its rows for the taps
+        of `kernel_size`), in the layout `(*kernel_size, [|G|·]in_channels, |H|·filters)`."""
         group_size = 1 if self.lifting else self.group.order
-        flat = reshape(self.masked_kernel(), (points * group_size, self.in_channels, self.filters))
+        points = math.prod(self.kernel_size) * group_size
+        flat = reshape(self.masked_kernel(), (points, self.in_channels, self.filters))
         inputs = group_size * self.in_channels
         outputs = len(self.output_elements) * self.filters
-        kernel = backend.call("transformed_kernel", self.kernel_gather, flat, self.kernel_size)
+        kernel = backend.call("transformed_kernel", gather, flat, kernel_size)
         if kernel is not NotImplemented:
             return kernel
-        moved = self.kernel_gather.moved(flat, 1)  # (K[, |G|], C, |H|, F)
-        return reshape(moved, self.kernel_size + (inputs, outputs))
+        moved = gather.moved(flat, 1)  # (K[, |G|], C, |H|, F)
+        return reshape(moved, kernel_size + (inputs, outputs))
+
+    def _cropped_kernel(self, boxes: tuple[tuple[int, int], ...], training: Any) -> Any:
+        """The transformed kernel's taps `first … stop − 1` per axis (`boxes`).
+
+        In training, where the kernel is expanded on every call anyway, only those taps are
+        gathered (when the layer makes its kernel as this class does); in inference the
+        whole kernel, kept between calls by `cached_transformed_kernel`, is cut.
+        """
+        window = tuple(slice(first, stop) for first, stop in boxes)
+        if not training or type(self).transformed_kernel is not BaseGroupConv.transformed_kernel:
+            return cached_transformed_kernel(self, training)[window]
+        gathers = self.__dict__.setdefault("_cropped_gathers", {})
+        gather = gathers.get(boxes)
+        if gather is None:
+            indices = self.kernel_gather.indices  # (|H|, points[, |G|])
+            tail = indices.shape[2:]
+            taps = indices.reshape(indices.shape[0], *self.kernel_size, *tail)
+            taps = taps[(slice(None), *window)]
+            gather = gathers[boxes] = KernelGather(taps.reshape(indices.shape[0], -1, *tail))
+        return self._expanded(gather, tuple(stop - first for first, stop in boxes))
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         # channels_first is handled by moving channels last: TensorFlow's CPU conv only
@@ -209,7 +234,19 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
         spatial = tuple(x.shape[1 : 1 + self.rank])
         elements = len(self.output_elements)
         bias = self.bias if self.use_bias else None
-        kernel = cached_transformed_kernel(self, training)
+        taps = self.padding_rule.meeting_taps(spatial)
+        if taps is not None and takes("cropped_kernel"):
+            # An input smaller than the kernel: the taps that read only padding are dropped.
+            boxes, paddings = taps
+            kernel = self._cropped_kernel(boxes, training)
+            extents = kernel_size = tuple(stop - first for first, stop in boxes)
+            conv_padding = "valid"
+            explicit = paddings if any(before or after for before, after in paddings) else None
+        else:
+            kernel = cached_transformed_kernel(self, training)
+            kernel_size, extents = self.kernel_size, self.extents
+            conv_padding, explicit = self.padding_rule.conv_padding(spatial)
+            paddings = None
         if backend.eager_torch() and takes("torch_channels_last_conv"):
             # The bias goes into the convolution, tiled over the group.
             y = backend.call(
@@ -217,22 +254,21 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
                 x,
                 kernel,
                 self.strides,
-                self.padding_rule.paddings(spatial),
+                self.padding_rule.paddings(spatial) if paddings is None else paddings,
                 self.dilation_rate,
                 bias=None if bias is None else tile_over_group(bias, elements),
             )
             return self.finish(y, elements, channels_first)
-        conv_padding, explicit = self.padding_rule.conv_padding(spatial)
         if explicit is not None and None in explicit:
             explicit = self.padding_rule.resolve(x, explicit)
-        if explicit is None and self._matmul_applies() and takes("pointwise_matmul"):
+        if explicit is None and self._matmul_applies(kernel_size) and takes("pointwise_matmul"):
             # A kernel of one point: the convolution is a product with the kernel's matrix on
             # the input's points (every `stride`-th).
             if any(s > 1 for s in self.strides):
                 x = x[(slice(None), *(slice(None, None, s) for s in self.strides))]
             y = ops.matmul(x, reshape(kernel, tuple(kernel.shape[-2:])))
             return self.finish(y, elements, channels_first, bias)
-        if self._jax_conv_applies(conv_padding) and takes("jax_padded_conv"):
+        if self._jax_conv_applies(conv_padding, extents) and takes("jax_padded_conv"):
             paddings = explicit if explicit is not None else ((0, 0),) * self.rank
             y = backend.call("conv", x, kernel, self.strides, paddings, self.dilation_rate)
             return self.finish(y, elements, channels_first, bias)
@@ -248,24 +284,24 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
         )
         return self.finish(y, elements, channels_first, bias)
 
-    def _matmul_applies(self) -> bool:
-        """Whether `call` computes the convolution as a matrix product: a kernel of one point
-        where the backend runs the product faster than its 1×1 convolution
-        (`groco_core.backend.<backend>.pointwise_matmul_applies`; figures:
+    def _matmul_applies(self, kernel_size: tuple[int, ...]) -> bool:
+        """Whether `call` computes the convolution with a kernel of `kernel_size` as a matrix
+        product: a kernel of one point where the backend runs the product faster than its 1×1
+        convolution (`groco_core.backend.<backend>.pointwise_matmul_applies`; figures:
         docs/performance.md)."""
-        if any(k != 1 for k in self.kernel_size):
+        if any(k != 1 for k in kernel_size):
             return False
         return backend.call("pointwise_matmul_applies", self.rank, self.strides) is True
 
-    def _jax_conv_applies(self, conv_padding: str) -> bool:
-        """Whether `call` convolves through `groco_core.backend.jax.conv`: JAX on a CPU, 2D,
-        no padding Keras's `same` gives, stride 1 and a kernel of at least 2 points on each
-        axis (where it was measured faster)."""
+    def _jax_conv_applies(self, conv_padding: str, extents: tuple[int, ...]) -> bool:
+        """Whether `call` convolves through `groco_core.backend.jax.conv` with a kernel of
+        `extents` (dilated sizes): JAX on a CPU, 2D, no padding Keras's `same` gives, stride 1 and a
+        kernel of at least 2 points on each axis (where it was measured faster)."""
         return (
             conv_padding == "valid"
             and self.rank == 2
             and all(s == 1 for s in self.strides)
-            and min(self.extents) >= 2
+            and min(extents) >= 2
             and backend.on_jax_cpu()
         )
 

@@ -85,6 +85,12 @@ FAST_PATHS: dict[str, FastPath] = {
             "keras.ops.conv with the one-point kernel",
         ),
         FastPath(
+            "cropped_kernel",
+            BACKENDS,
+            "groco_core.layers.conv.BaseGroupConv._cropped_kernel",
+            "the whole transformed kernel, its taps that read only padding included",
+        ),
+        FastPath(
             "torch_index_select_gather",
             ("torch",),
             "groco_core.backend.torch.gather",

@@ -79,6 +79,7 @@ class PaddingRule:
             d * (k - 1) + 1 for k, d in zip(self.window_size, self.dilation_rate, strict=True)
         )
         self._cache: dict[tuple, Paddings] = {}
+        self._taps: dict[tuple, Any] = {}
 
     def paddings(self, spatial: tuple) -> Paddings:
         """`(before, after)` per axis for an input of spatial size `spatial`; None on an axis
@@ -146,6 +147,45 @@ class PaddingRule:
         if list(paddings) == same:
             return "same", None
         return "valid", paddings
+
+    def meeting_taps(self, spatial: tuple) -> tuple[tuple[tuple[int, int], ...], Paddings] | None:
+        """The window taps that meet the input, where some meet only padding, and the padding
+        that keeps the output the same with the window cropped to them.
+
+        On an input smaller than the window (a network's last stages: 1×1 or 2×2 maps under a
+        3×3 or 4×4 kernel) most taps read only zeros for every output point; a convolution
+        with the cropped kernel computes the same output with a fraction of the kernel.
+
+        Returns:
+            `(((first, stop) per axis), paddings)`: taps `first … stop − 1` of each axis meet
+            the input at some output point, and the cropped window with `paddings` gives
+            the same output points. None where every tap meets the input, a size is
+            unknown, or the dilation is not 1.
+        """
+        key = tuple(None if n is None else int(n) for n in spatial)
+        if None in key or any(d != 1 for d in self.dilation_rate):
+            return None
+        found = self._taps.get(key, False)
+        if found is not False:
+            return found
+        paddings = self.paddings(key)
+        boxes, cropped = [], []
+        for n, k, s, (before, after) in zip(
+            key, self.window_size, self.strides, paddings, strict=True
+        ):
+            outputs = (n + before + after - k) // s + 1
+            # Tap t reads input point o·s + t − before at output point o.
+            reads = np.arange(outputs)[:, None] * s + np.arange(k)[None, :] - before
+            meets = np.flatnonzero(((reads >= 0) & (reads < n)).any(axis=0))
+            first, stop = int(meets[0]), int(meets[-1]) + 1
+            start = before - first  # the cropped window starts reading where tap `first` did
+            end = (outputs - 1) * s + (stop - first) - n - start
+            boxes.append((first, stop))
+            cropped.append((start, max(end, 0)))
+        whole = all(box == (0, k) for box, k in zip(boxes, self.window_size, strict=True))
+        found = None if whole else (tuple(boxes), tuple(cropped))
+        self._taps[key] = found
+        return found
 
     def resolve(self, x: Any, paddings: Paddings) -> list:
         """`paddings` of the channels-last `x`, each None entry (an unknown size at a stride
