@@ -198,6 +198,30 @@ def measure(
     return rows
 
 
+class InReferenceFormulations:
+    """`model` whose every step runs inside `reference_formulations(*names)`: eager PyTorch
+    decides at every call, not once while a step is traced, so the block must hold for every
+    step."""
+
+    def __init__(self, model, names: list[str]):
+        self.model, self.names = model, list(names)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def train_on_batch(self, *args, **kwargs):
+        from groco_core.layers import fast_paths
+
+        with fast_paths.reference_formulations(*self.names):
+            return self.model.train_on_batch(*args, **kwargs)
+
+    def predict_on_batch(self, *args, **kwargs):
+        from groco_core.layers import fast_paths
+
+        with fast_paths.reference_formulations(*self.names):
+            return self.model.predict_on_batch(*args, **kwargs)
+
+
 def measure_fast_paths(
     config: str,
     names: list[str],
@@ -237,6 +261,7 @@ def measure_fast_paths(
             f"timed against itself. Received: --without {' '.join(names)}. Name fast paths "
             "of this backend (groco_core.layers.fast_paths.FAST_PATHS)."
         )
+    reference = InReferenceFormulations(reference, names)
     rows = []
     for mode in ("train", "inference"):
         result = overhead._interleaved(fast, reference, x, len(input_shape) - 1, repeats, 1, mode)

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
+
+from groco_core.layers import fast_paths
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
@@ -360,6 +363,25 @@ def test_the_network_benchmark_times_a_fast_path_against_its_reference():
     for row in rows:
         low, high = row["ratio_interval"]
         assert low <= row["ratio"] <= high and row["group_ms"] > 0 and row["plain_ms"] > 0
+    # Each step of the reference, not only its first (a trace on JAX and TensorFlow, an eager
+    # call on PyTorch), computes the references.
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(fast_paths.takes("cropped_kernel"))
+            return x
+
+    inputs = keras.Input((2,))
+    probe = keras.Model(inputs, Probe()(inputs))
+    wrapped = networks.InReferenceFormulations(probe, ["cropped_kernel"])
+    seen.clear()  # the symbolic calls that built the model
+    for _ in range(3):
+        wrapped.predict_on_batch(np.zeros((1, 2), "float32"))
+    assert seen and not any(seen)
+    if keras.backend.backend() == "torch":  # eager: the model unwrapped takes it again
+        probe.predict_on_batch(np.zeros((1, 2), "float32"))
+        assert seen[-1]
     elsewhere = "torch_tensor_reshape" if keras.backend.backend() == "jax" else "jax_padded_conv"
     with pytest.raises(ValueError, match=rf"never takes \['{elsewhere}'\]"):
         networks.measure_fast_paths("channel-matched", [elsewhere], 3, **options)
