@@ -233,11 +233,25 @@ def merged_layouts(model: keras.Model) -> keras.Model:
         return viewed(keras.layers.Reshape(target)(tensor), tensor)
 
     copies = _Copies()
+    group_means: dict[int, tuple[Any, Any, int]] = {}  # id(mean) -> (mean, pooled, |G|)
 
     def call_function(layer: Any, *args: Any, **kwargs: Any) -> Any:
         inputs = args[0] if args else None
         if len(args) != 1 or any(value is not None for value in kwargs.values()):
             return copies.call(layer, *args, **kwargs)
+        found = group_means.get(id(inputs))
+        if found is not None and found[0] is inputs:
+            folded = _dense_on_group_mean(copies.original(layer), layer, found[1], found[2])
+            if folded is not None:
+                return folded
+        if type(layer) is keras.layers.GlobalAveragePooling1D:
+            pooled = _pooled_over_space(layer, inputs, source(inputs))
+            if pooled is not None:
+                order = pooled.shape[-1] // inputs.shape[-1]
+                split = keras.layers.Reshape((order, inputs.shape[-1]))(pooled)
+                mean = copies.call(layer, split)
+                group_means[id(mean)] = (mean, pooled, order)
+                return mean
         if isinstance(layer, keras.layers.Reshape) and not isinstance(inputs, list | tuple):
             base = source(inputs)
             shape = tuple(layer.compute_output_shape(base.shape)[1:])
@@ -275,6 +289,43 @@ def merged_layouts(model: keras.Model) -> keras.Model:
     return keras.models.clone_model(
         model, clone_function=clone_function, call_function=call_function
     )
+
+
+def _pooled_over_space(layer: Any, view: Any, base: Any) -> Any:
+    """`base` `(batch, *spatial, |G|·C)` averaged over its spatial axes by a stock global
+    pooling, where `layer` (a GlobalAveragePooling1D) averages `view`, `base` reshaped to
+    `(batch, points·|G|, C)`: the same mean, taken over space first and over the group after,
+    so that a Dense after it can take the group's mean into its kernel
+    (`_dense_on_group_mean`). None where the layer or the shapes are not of that form."""
+    rank = len(base.shape) - 2
+    if base is view or layer.data_format != "channels_last" or layer.keepdims:
+        return None
+    if rank not in (1, 2, 3) or len(view.shape) != 3 or None in base.shape[1:]:
+        return None
+    channels, merged = view.shape[-1], base.shape[-1]
+    points = int(np.prod(base.shape[1:-1]))
+    if merged % channels or view.shape[1] != points * (merged // channels):
+        return None
+    pooling = getattr(keras.layers, f"GlobalAveragePooling{rank}D")(name=f"{layer.name}_space")
+    return pooling(base)
+
+
+def _dense_on_group_mean(original: Any, layer: Any, pooled: Any, order: int) -> Any:
+    """A stock Dense `layer` (copying `original`) applied to the mean over the group of
+    `pooled` `(batch, |G|·C)`, as one Dense on `pooled` whose kernel is the original's tiled
+    over the group and divided by `|G|`: the same map, and the head of the same network
+    written with stock layers (a global pooling, then a Dense on all its channels). None
+    where `original` is not a plain Dense on `(batch, C)`."""
+    if type(original) is not keras.layers.Dense or getattr(original, "lora_enabled", False):
+        return None
+    weights = original.get_weights()
+    channels = pooled.shape[-1] // order
+    if not 1 <= len(weights) <= 2 or weights[0].shape[0] != channels:
+        return None
+    dense = keras.layers.Dense.from_config(layer.get_config())
+    outputs = dense(pooled)
+    dense.set_weights([np.tile(weights[0], (order, 1)) / order, *weights[1:]])
+    return outputs
 
 
 def _tiled_batch_normalization(layer: Any, view: Any, base: Any) -> Any:

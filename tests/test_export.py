@@ -133,6 +133,38 @@ def test_export_keeps_the_group_axis_merged_between_layers(rng):
     )
 
 
+@pytest.mark.parametrize("rank", [2, 3])
+def test_export_takes_a_heads_group_mean_into_its_dense(rank, rng):
+    """A global average over space and group followed by a Dense exports as the stock head:
+    a global average over space, then one Dense on all |G|·C channels whose kernel is the
+    Dense's tiled over the group and divided by |G|. An average followed by anything else
+    keeps its mean over the group."""
+    import groco_core
+
+    group, shape = ("P4M", (6, 6, 2)) if rank == 2 else ("O", (3, 3, 3, 1))
+    conv = groco_core.GroupConv2D if rank == 2 else groco_core.GroupConv3D
+    pooling = getattr(groco_core, f"GlobalGroupAveragePooling{rank}D")
+    inputs = keras.Input(shape)
+    features = pooling()(conv(3, 3, group=group, padding="same_equiv")(inputs))
+    head = keras.Model(inputs, keras.layers.Dense(5)(features))
+    other = keras.Model(inputs, keras.layers.Activation("tanh")(features))
+    x = 10 * rng.normal(size=(2, *shape)).astype("float32")  # means of a few values
+    order = groco_core.get_group(group).order
+
+    plain = export(head)
+    _assert_same_outputs(plain, head, x)
+    assert _count(plain, keras.layers.Reshape) == 0
+    assert _count(plain, getattr(keras.layers, f"GlobalAveragePooling{rank}D")) == 1
+    (dense,) = [layer for layer in plain.layers if isinstance(layer, keras.layers.Dense)]
+    kernel = ops.convert_to_numpy(head.layers[-1].kernel)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(dense.kernel), np.concatenate([kernel] * order) / order
+    )
+    plain_other = export(other)
+    _assert_same_outputs(plain_other, other, x)
+    assert plain_other.layers[-1].output.shape == (None, 3)
+
+
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "dilation"),
     [(9, 3, 1, 1), (8, 4, 1, 1), (8, 3, 2, 1), (9, 4, 2, 1), (10, 3, 3, 1), (9, 3, 1, 2)],
