@@ -209,17 +209,17 @@ class InReferenceFormulations:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def train_on_batch(self, *args, **kwargs):
+    def _inside(self, step: str, *args, **kwargs):
         from groco_core.layers import fast_paths
 
         with fast_paths.reference_formulations(*self.names):
-            return self.model.train_on_batch(*args, **kwargs)
+            return getattr(self.model, step)(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        return self._inside("train_on_batch", *args, **kwargs)
 
     def predict_on_batch(self, *args, **kwargs):
-        from groco_core.layers import fast_paths
-
-        with fast_paths.reference_formulations(*self.names):
-            return self.model.predict_on_batch(*args, **kwargs)
+        return self._inside("predict_on_batch", *args, **kwargs)
 
 
 def measure_fast_paths(
@@ -244,12 +244,13 @@ def measure_fast_paths(
     from groco_core.layers import fast_paths
 
     fast = build(config, "group", input_shape, base_filters, network)
-    reference = build(config, "group", input_shape, base_filters, network)
+    reference = InReferenceFormulations(
+        build(config, "group", input_shape, base_filters, network), names
+    )
     x = _inputs(input_shape, batch)
     y = np.zeros((batch, CLASSES), "float32")
-    with fast_paths.reference_formulations(*names):  # each step is traced here, once
-        reference.train_on_batch(x, y)
-        reference.predict_on_batch(x)
+    reference.train_on_batch(x, y)
+    reference.predict_on_batch(x)
     fast.train_on_batch(x, y)
     fast.predict_on_batch(x)
     never = [name for name in names if name not in fast_paths.taken_fast_paths()]
@@ -261,7 +262,6 @@ def measure_fast_paths(
             f"timed against itself. Received: --without {' '.join(names)}. Name fast paths "
             "of this backend (groco_core.layers.fast_paths.FAST_PATHS)."
         )
-    reference = InReferenceFormulations(reference, names)
     rows = []
     for mode in ("train", "inference"):
         result = overhead._interleaved(fast, reference, x, len(input_shape) - 1, repeats, 1, mode)

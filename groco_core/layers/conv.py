@@ -246,7 +246,7 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
             kernel = cached_transformed_kernel(self, training)
             kernel_size, extents = self.kernel_size, self.extents
             conv_padding, explicit = self.padding_rule.conv_padding(spatial)
-            paddings = None
+            paddings = self.padding_rule.paddings(spatial)
         if backend.eager_torch() and takes("torch_channels_last_conv"):
             # The bias goes into the convolution, tiled over the group.
             y = backend.call(
@@ -254,7 +254,7 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
                 x,
                 kernel,
                 self.strides,
-                self.padding_rule.paddings(spatial) if paddings is None else paddings,
+                paddings,
                 self.dilation_rate,
                 bias=None if bias is None else tile_over_group(bias, elements),
             )
@@ -295,8 +295,8 @@ class BaseGroupConv(LoRAKernelMixin, BaseGroupKernelLayer):
 
     def _jax_conv_applies(self, conv_padding: str, extents: tuple[int, ...]) -> bool:
         """Whether `call` convolves through `groco_core.backend.jax.conv` with a kernel of
-        `extents` (dilated sizes): JAX on a CPU, 2D, no padding Keras's `same` gives, stride 1 and a
-        kernel of at least 2 points on each axis (where it was measured faster)."""
+        `extents` (dilated sizes): JAX on a CPU, 2D, no padding Keras's `same` gives, stride 1
+        and a kernel of at least 2 points on each axis (where it was measured faster)."""
         return (
             conv_padding == "valid"
             and self.rank == 2
